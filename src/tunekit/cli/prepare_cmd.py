@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from tunekit.cli.common import JsonOption, SetOption, load, print_json, quiet_libraries, report_errors
+
+
+@report_errors
+def prepare(
+    recipe: str = typer.Argument(..., help="Recipe YAML file."),
+    overrides: Optional[List[str]] = SetOption,
+    force: bool = typer.Option(False, "--force", help="Recompute even when the cached output is current."),
+    json_: bool = JsonOption,
+) -> None:
+    """Load, clean and split the data; report rows per rule, labels and leakage."""
+    cfg = load(recipe, overrides)
+    quiet_libraries()
+    from tunekit.cli.reports import show_prepare
+    from tunekit.pipeline.prepare import run_prepare
+    from tunekit.runs import RunDir
+
+    result = run_prepare(cfg, RunDir(Path(cfg.output_dir)), force=force)
+    if json_:
+        print_json(result.report)
+    else:
+        show_prepare(result.report, result.reused)

@@ -1,0 +1,1 @@
+"""The steps: prepare -> tokenization -> training -> evaluation. Each takes a typed Recipe."""

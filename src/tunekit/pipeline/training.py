@@ -1,0 +1,179 @@
+"""finetune: tokenized data + model -> Trainer run -> <run>/model, manifest, evaluation.
+
+Reads top to bottom: guard the run directory, bring data up to date, build the model and
+the Trainer, train (or resume), save atomically, write the manifest, evaluate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from tunekit.console import console
+from tunekit.errors import ModelError, RunDirError
+from tunekit.pipeline.tokenization import load_tokenizer, run_tokenize
+from tunekit.recipe import Recipe, dump_recipe
+from tunekit.recipe.schema import TrainConfig
+from tunekit.runs import RunDir, atomic_dir, environment_info, write_json, write_text
+from tunekit.sources import resolve_model
+from tunekit.tasks import get_task
+
+# Training outputs --overwrite removes; the data cache stays (its fingerprints keep it honest).
+TRAINING_OUTPUTS = ("model", "checkpoints", "eval", "manifest.json", "recipe.resolved.yaml")
+
+
+@dataclass
+class TrainResult:
+    run: RunDir
+    train_metrics: dict
+    eval_metrics: dict
+    timings: dict
+
+
+def check_run_dir(run: RunDir, overwrite: bool, resume: bool) -> None:
+    if resume:
+        if last_checkpoint(run) is None:
+            raise RunDirError(f"nothing to resume: {run.checkpoints} has no complete checkpoint",
+                              "start the run without --resume")
+        return
+    if run.has_training_outputs() and not overwrite:
+        raise RunDirError(f"run directory {run.root} already holds a training run",
+                          "pass --overwrite to replace it, --resume to continue it, "
+                          "or choose another directory with --set output_dir=...")
+
+
+def last_checkpoint(run: RunDir) -> Optional[Path]:
+    """The newest checkpoint that holds trainer state and weights; incomplete ones are skipped."""
+    if not run.checkpoints.is_dir():
+        return None
+    found = []
+    for path in run.checkpoints.glob("checkpoint-*"):
+        step = path.name.split("-")[-1]
+        if step.isdigit() and (path / "trainer_state.json").is_file() and any(path.glob("*.safetensors")):
+            found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
+def resolve_precision(precision: str) -> str:
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    precision = resolve_precision(cfg.precision)
+    evaluate_epochs = has_validation and cfg.eval_every == "epoch"
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=warmup,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=cfg.seed,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy="epoch" if evaluate_epochs else "no",
+        save_strategy="epoch",
+        load_best_model_at_end=evaluate_epochs and cfg.keep_best,
+        metric_for_best_model=cfg.best_metric if cfg.best_metric != "loss" else "eval_loss",
+        greater_is_better=cfg.best_metric != "loss",
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
+                 show: Optional[Callable] = None) -> TrainResult:
+    """`show(prepared, tokenized)` displays the data reports before training starts."""
+    import datasets
+    from transformers import PrinterCallback, Trainer
+
+    from tunekit.pipeline.evaluation import evaluate_run
+
+    run = RunDir(Path(recipe.output_dir))
+    check_run_dir(run, overwrite, resume)
+    timings: dict[str, float] = {}
+    prepared, tokenized = run_tokenize(recipe, run)
+    timings["prepare_s"], timings["tokenize_s"] = prepared.seconds, tokenized.seconds
+    if show:
+        show(prepared, tokenized)
+
+    task = get_task(recipe.task)
+    names = prepared.report["label_names"]
+    model_path = resolve_model(recipe.model.name)
+    tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
+    try:
+        model = task.build_model(model_path, names)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
+                         "point model.name at a folder with config.json and weights") from None
+    data = datasets.load_from_disk(str(run.tokenized))
+    has_validation = "validation" in data
+
+    if overwrite and not resume:
+        for name in TRAINING_OUTPUTS:
+            path = run.root / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_text(run.resolved_recipe, dump_recipe(recipe))
+    manifest = {"status": "training", "name": recipe.name, "task": recipe.task, "seed": recipe.train.seed,
+                "model": recipe.model.name, "data": prepared.report["sources"],
+                "fingerprints": {"prepare": prepared.fingerprint, "tokenize": tokenized.fingerprint},
+                "environment": environment_info()}
+    write_json(run.manifest, manifest)
+
+    from tunekit.pipeline.progress import RichProgress
+
+    args = training_arguments(recipe.train, run, has_validation)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data["train"],
+        eval_dataset=data["validation"] if has_validation else None,
+        data_collator=task.collator(tokenizer), processing_class=tokenizer,
+        compute_metrics=task.trainer_metrics(names), callbacks=[RichProgress()],
+    )
+    trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
+    console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "
+                  f"precision {resolve_precision(recipe.train.precision)}, device {args.device}")
+    start = time.perf_counter()
+    checkpoint = last_checkpoint(run) if resume else None
+    if checkpoint:
+        console.print(f"resuming from {checkpoint.name}")
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    timings["train_s"] = time.perf_counter() - start
+
+    with atomic_dir(run.model) as tmp:
+        trainer.save_model(str(tmp))  # safetensors weights + config with id2label/label2id
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
+    train_metrics = dict(output.metrics)
+    train_metrics["global_step"] = trainer.state.global_step
+    train_metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+
+    start = time.perf_counter()
+    eval_metrics = evaluate_run(run, recipe.eval.split)
+    timings["eval_s"] = time.perf_counter() - start
+    manifest.update(status="complete", train=train_metrics, timings=timings)
+    write_json(run.manifest, manifest)
+    return TrainResult(run, train_metrics, eval_metrics, timings)

@@ -1,0 +1,177 @@
+"""The recipe schema: typed, frozen, and strict (unknown keys are errors).
+
+Field descriptions double as the recipe reference (`tunekit validate --print` shows the
+resolved values; the README lists the keys). Key names used by scripts are stable:
+`output_dir`, `train.epochs`, `train.max_steps`, `train.batch_size`, `train.lr`, `train.seed`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Strict):
+    name: str = Field(description="Local folder, pkg://<distribution>/<path>, or a Hub id.")
+    tokenizer: Optional[str] = Field(None, description="Tokenizer reference; defaults to `name`.")
+
+
+class Columns(Strict):
+    text: str = Field("text", description="Column holding the input text.")
+    label: str = Field("label", description="Column holding the label (name, integer or score).")
+
+
+class LabelConfig(Strict):
+    names: Optional[list[str]] = Field(
+        None, description="Class names in id order. Default: the sorted labels found in train."
+    )
+    from_score: Optional[dict[str, tuple[float, float]]] = Field(
+        None,
+        description="Map a numeric score column to classes: {name: [low, high]} (inclusive). "
+        "Rows in no range (a dead zone) are dropped and counted.",
+    )
+
+    @field_validator("from_score")
+    @classmethod
+    def _ranges_ordered_and_disjoint(cls, ranges):
+        if ranges is None:
+            return ranges
+        if len(ranges) < 2:
+            raise ValueError("needs at least two classes")
+        spans = sorted((lo, hi, name) for name, (lo, hi) in ranges.items())
+        for lo, hi, name in spans:
+            if lo > hi:
+                raise ValueError(f"range for {name!r} has low {lo} above high {hi}")
+        for (_, hi_a, a), (lo_b, _, b) in zip(spans, spans[1:]):
+            if lo_b <= hi_a:
+                raise ValueError(f"ranges for {a!r} and {b!r} overlap")
+        return ranges
+
+    @model_validator(mode="after")
+    def _names_match_ranges(self):
+        if self.names and self.from_score and set(self.names) != set(self.from_score):
+            raise ValueError("names and from_score must list the same classes")
+        return self
+
+
+class CleanConfig(Strict):
+    normalize_whitespace: bool = Field(True, description="Collapse runs of whitespace; strip ends.")
+    drop_empty: bool = Field(True, description="Drop rows whose text or label is empty or missing.")
+    drop_duplicates: bool = Field(True, description="Drop exact duplicates (after normalisation).")
+
+
+class SplitConfig(Strict):
+    validation: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows for validation.")
+    test: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows for test.")
+    seed: int = Field(42, description="Seed of the shuffle that splits the rows.")
+    stratify: bool = Field(True, description="Keep label proportions equal across splits.")
+
+    @model_validator(mode="after")
+    def _leave_training_rows(self):
+        if self.validation + self.test >= 1.0:
+            raise ValueError("validation + test must leave rows for training (sum < 1)")
+        return self
+
+
+class DataConfig(Strict):
+    train: str = Field(description="Training data: a file, a save_to_disk folder, or pkg://...")
+    validation: Optional[str] = Field(None, description="Validation data; split from train if absent.")
+    test: Optional[str] = Field(None, description="Test data; split from train if absent.")
+    format: Optional[Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "arrow"]] = Field(
+        None, description="File format; guessed from the extension when absent."
+    )
+    columns: Columns = Field(default_factory=Columns)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    max_train_rows: Optional[int] = Field(
+        None, gt=0, description="Keep at most this many training rows (seeded sample)."
+    )
+
+
+class TokenizeConfig(Strict):
+    max_length: int = Field(128, gt=1, description="Maximum tokens per example.")
+    truncation: Literal["truncate", "drop", "error"] = Field(
+        "truncate", description="Longer examples are truncated, dropped (counted), or an error."
+    )
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
+    max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
+    batch_size: int = Field(16, gt=0, description="Examples per device per step.")
+    eval_batch_size: Optional[int] = Field(None, gt=0, description="Default: 2 x batch_size.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+    ] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of steps spent warming up.")
+    warmup_steps: Optional[int] = Field(None, ge=0, description="Warmup in steps (overrides ratio).")
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping; 0 turns it off.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where supported, fp16 on older GPUs, fp32 on CPU."
+    )
+    seed: int = 42
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together (less padding, faster steps)."
+    )
+    eval_every: Literal["epoch", "never"] = Field("epoch", description="When to evaluate on validation.")
+    keep_best: bool = Field(True, description="Reload the best checkpoint (by best_metric) at the end.")
+    best_metric: str = Field("accuracy", description="Validation metric that picks the best checkpoint.")
+    logging_steps: int = Field(10, gt=0)
+    save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
+
+
+class EvalConfig(Strict):
+    split: Literal["test", "validation"] = Field("test", description="Split scored after training.")
+    metrics: list[str] = Field(["accuracy", "f1_macro"], description="Metrics shown in the summary.")
+
+
+TaskName = Literal["classification"]
+
+# Metric names each task produces (kept here so validation never imports the task modules).
+METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro"),
+}
+
+
+class Recipe(Strict):
+    name: str = Field(description="Run name, used in reports.")
+    task: TaskName = Field("classification", description="The task; one of the registered tasks.")
+    output_dir: str = Field(description="Run directory; relative paths are relative to the working directory.")
+    model: ModelConfig
+    data: DataConfig
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def metric_problems(data: dict) -> list[tuple[tuple[str, ...], str]]:
+    """Metric names the recipe's task does not produce, as (key path, message) pairs.
+
+    Checked on the raw mapping so these problems are listed together with the schema's own.
+    """
+    task = data.get("task", "classification")
+    if task not in METRICS:
+        return []
+    known = set(METRICS[task])
+    problems = []
+    found = []
+    eval_section = data.get("eval") if isinstance(data.get("eval"), dict) else {}
+    train_section = data.get("train") if isinstance(data.get("train"), dict) else {}
+    if isinstance(eval_section.get("metrics"), list):
+        found += [(("eval", "metrics"), name) for name in eval_section["metrics"]]
+    if "best_metric" in train_section:
+        found.append((("train", "best_metric"), train_section["best_metric"]))
+    for loc, name in found:
+        allowed = known | ({"loss"} if loc[0] == "train" else set())
+        if name not in allowed:
+            problems.append((loc, f"unknown metric {name!r} for task {task}; known: {', '.join(sorted(allowed))}"))
+    return problems

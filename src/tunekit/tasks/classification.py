@@ -1,0 +1,213 @@
+"""Sequence classification: labels from names, integers or a thresholded score column.
+
+Plain functions called by the pipeline steps; the steps never know what a label is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from tunekit.errors import DataError, ModelError
+from tunekit.recipe.schema import LabelConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TRAINER = "Trainer"
+METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
+# ---- prepare ---------------------------------------------------------------------------------
+
+def _label_text(value: Any) -> Optional[str]:
+    """A raw label cell as a string, or None when missing (1.0 and 1 both become "1")."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def label_names(raw: "pd.Series", cfg: LabelConfig) -> list[str]:
+    """Class names in id order: from the recipe, or the sorted labels of the training data."""
+    if cfg.names:
+        return list(cfg.names)
+    if cfg.from_score:
+        return sorted(cfg.from_score, key=lambda name: cfg.from_score[name][0])
+    found = {t for t in map(_label_text, raw) if t is not None}
+    return sorted(found, key=lambda t: (0, int(t), "") if _is_int(t) else (1, 0, t))
+
+
+def encode_targets(raw: "pd.Series", names: Sequence[str], cfg: LabelConfig, where: str):
+    """Raw labels -> (ids, reasons): reasons[i] names the rule that drops row i, else None.
+
+    Missing labels and scores in the dead zone are dropped and counted; an unknown label
+    is an error (it usually means a wrong column or a missing class name).
+    """
+    if cfg.from_score:
+        return _encode_scores(raw, names, cfg, where)
+    index = {name: i for i, name in enumerate(names)}
+    ids: list[Optional[int]] = []
+    reasons: list[Optional[str]] = []
+    unknown: dict[str, int] = {}
+    for value in raw:
+        text = _label_text(value)
+        label = None
+        if text is None:
+            pass
+        elif text in index:
+            label = index[text]
+        elif cfg.names and _is_int(text) and 0 <= int(text) < len(names):
+            label = int(text)  # integer labels given as ids into data.labels.names
+        else:
+            unknown[text] = unknown.get(text, 0) + 1
+        ids.append(label)
+        reasons.append(None if label is not None else "missing_label")
+    if unknown:
+        shown = ", ".join(f"{k!r} ({v} rows)" for k, v in list(unknown.items())[:5])
+        raise DataError(f"{where}: unknown label {shown}; known labels: {', '.join(names)}",
+                        "fix the data, or list every class in data.labels.names")
+    return ids, reasons
+
+
+def _encode_scores(raw: "pd.Series", names: Sequence[str], cfg: LabelConfig, where: str):
+    ids: list[Optional[int]] = []
+    reasons: list[Optional[str]] = []
+    ranges = [(names.index(name), lo, hi) for name, (lo, hi) in cfg.from_score.items()]
+    for value in raw:
+        text = _label_text(value)
+        if text is None:
+            ids.append(None)
+            reasons.append("missing_label")
+            continue
+        try:
+            score = float(text)
+        except ValueError:
+            raise DataError(f"{where}: label {text!r} is not a number, but data.labels.from_score "
+                            "maps a numeric score to classes",
+                            "point data.columns.label at the score column, or remove from_score") from None
+        hit = next((i for i, lo, hi in ranges if lo <= score <= hi), None)
+        ids.append(hit)
+        reasons.append(None if hit is not None else "score_dead_zone")
+    return ids, reasons
+
+
+def check_data(label_ids: dict[str, list[int]], names: Sequence[str]) -> list[str]:
+    """The task's own rules, run before any training. Returns warnings; raises on errors."""
+    train = set(label_ids.get("train", []))
+    if len(train) < 2:
+        only = names[next(iter(train))] if train else "none"
+        raise DataError(f"the training data has a single class ({only}); a classifier needs two or more",
+                        "check data.columns.label and data.labels, or add rows of the other classes")
+    warnings = []
+    missing = [names[i] for i in range(len(names)) if i not in train]
+    if missing:
+        warnings.append(f"classes never seen in training: {', '.join(missing)}")
+    return warnings
+
+
+# ---- tokenize / train ------------------------------------------------------------------------
+
+def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
+    """Batched, fast-tokenizer encoding; max_length=None means no truncation (to measure)."""
+    enc = tokenizer(batch["text"], truncation=max_length is not None, max_length=max_length)
+    out = {k: v for k, v in enc.items()}
+    out["labels"] = list(batch["label"])
+    return out
+
+
+def build_model(model_path: str, names: Sequence[str]):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=True,  # a run's own head may have another label count
+    )
+
+
+def load_trained(model_path: str):
+    """A model written by finetune (its config carries id2label)."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
+                         "point at a folder written by tunekit finetune (<run>/model)") from None
+
+
+def collator(tokenizer):
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the longest in the batch
+
+
+def predict_batch(model, batch: dict) -> tuple[list[int], list[list[float]]]:
+    """Predicted ids and class probabilities for one collated batch."""
+    import torch
+
+    inputs = {k: v.to(model.device) for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        logits = model(**inputs).logits.float()
+    probs = torch.softmax(logits, dim=-1)
+    return probs.argmax(-1).tolist(), probs.tolist()
+
+
+def compute_metrics(preds: Sequence[int], refs: Sequence[int], names: Sequence[str]) -> dict:
+    """accuracy, macro precision/recall/F1, per-class precision/recall/F1, confusion matrix."""
+    k = len(names)
+    confusion = [[0] * k for _ in range(k)]
+    for p, r in zip(preds, refs):
+        confusion[r][p] += 1
+    total = len(refs)
+    correct = sum(confusion[i][i] for i in range(k))
+    per_class = {}
+    for i, name in enumerate(names):
+        tp = confusion[i][i]
+        predicted = sum(confusion[r][i] for r in range(k))
+        actual = sum(confusion[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    # Macro averages over classes present in the references or predictions (as sklearn does
+    # with labels inferred from the data), so a class absent from both does not drag them down.
+    seen = [n for i, n in enumerate(names) if per_class[n]["support"] or sum(confusion[r][i] for r in range(k))]
+    def macro(key: str) -> float:
+        return sum(per_class[n][key] for n in seen) / len(seen) if seen else 0.0
+    return {
+        "accuracy": correct / total if total else 0.0,
+        "f1_macro": macro("f1"),
+        "precision_macro": macro("precision"),
+        "recall_macro": macro("recall"),
+        "per_class": per_class,
+        "confusion_matrix": {"labels": list(names), "matrix": confusion},
+        "n": total,
+    }
+
+
+def trainer_metrics(names: Sequence[str]):
+    """compute_metrics for the Trainer's evaluation loop (flat scalars only)."""
+    def compute(eval_pred) -> dict:
+        logits, refs = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        metrics = compute_metrics(logits.argmax(-1).tolist(), refs.tolist(), names)
+        return {name: metrics[name] for name in METRIC_NAMES}
+    return compute

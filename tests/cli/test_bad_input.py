@@ -1,0 +1,112 @@
+"""Each user mistake: exit code 2, one line saying what is wrong and one saying what to do,
+no traceback, and nothing half-written."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tunekit.cli.app import app
+
+runner = CliRunner()
+
+
+def assert_clean_error(result, *phrases: str) -> None:
+    assert result.exit_code == 2, result.output
+    err = result.stderr
+    assert "Traceback" not in result.output
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0].startswith("error:"), err
+    assert any(line.startswith("hint:") for line in lines), err
+    for phrase in phrases:
+        assert phrase in err, (phrase, err)
+
+
+def test_unknown_recipe_key(write_recipe):
+    path = write_recipe(train={"epochs": 1, "lrr": 0.1})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "train.lrr", "unknown key", "did you mean 'train.lr'", f"{path}:")
+    assert not (path.parent / "run").exists()
+
+
+def test_wrong_value_type(write_recipe):
+    path = write_recipe(train={"batch_size": "many"})
+    result = runner.invoke(app, ["prepare", str(path)])
+    assert_clean_error(result, "train.batch_size", "'many'")
+
+
+def test_wrong_value_type_in_override(write_recipe):
+    result = runner.invoke(app, ["validate", str(write_recipe()), "--set", "train.epochs=lots"])
+    assert_clean_error(result, "--set", "train.epochs")
+
+
+def test_missing_recipe_file(tmp_path):
+    result = runner.invoke(app, ["finetune", str(tmp_path / "nope.yaml")])
+    assert_clean_error(result, "recipe file not found")
+
+
+def test_missing_data_file(write_recipe, tmp_path):
+    path = write_recipe(data={"train": str(tmp_path / "missing.csv")})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "data file not found", "missing.csv")
+    assert not (tmp_path / "run").exists()
+
+
+def test_column_missing(write_recipe, tmp_path):
+    path = write_recipe(data={"columns": {"text": "review", "label": "label"}})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "no column 'review'", "it has: text, label")
+    assert not (tmp_path / "run" / "data" / "prepared").exists()
+
+
+def test_no_rows_left_after_cleaning(write_recipe, tmp_path):
+    data = tmp_path / "blank.csv"
+    data.write_text("text,label\n ,positive\n\t,negative\n", encoding="utf-8")
+    path = write_recipe(data={"train": str(data)})
+    result = runner.invoke(app, ["prepare", str(path)])
+    assert_clean_error(result, "no training rows are left after cleaning")
+    assert not (tmp_path / "run" / "data" / "prepared").exists()
+
+
+def test_single_class(write_recipe, tmp_path):
+    data = tmp_path / "one.csv"
+    data.write_text("text,label\n" + "".join(f"good film {i},positive\n" for i in range(20)), encoding="utf-8")
+    path = write_recipe(data={"train": str(data)})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "single class")
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_model_path_does_not_exist(write_recipe, tmp_path):
+    path = write_recipe(model={"name": str(tmp_path / "models" / "absent")})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "model folder not found")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_existing_run_without_overwrite(write_recipe, tmp_path):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "keep.txt").write_text("precious", encoding="utf-8")
+    (run / "manifest.json").write_text("{}", encoding="utf-8")
+    result = runner.invoke(app, ["finetune", str(write_recipe())])
+    assert_clean_error(result, "already holds a training run", "--overwrite")
+    assert (run / "model" / "keep.txt").read_text(encoding="utf-8") == "precious"
+    assert (run / "manifest.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_resume_without_checkpoint(write_recipe):
+    result = runner.invoke(app, ["finetune", str(write_recipe()), "--resume"])
+    assert_clean_error(result, "nothing to resume")
+
+
+def test_eval_unknown_gate_metric_and_missing_run(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "absent"), "--min", "accuracy=0.5"])
+    assert_clean_error(result, "run directory not found")
+
+
+@pytest.mark.parametrize("ref", ["someone/some-model"])
+def test_hub_id_offline(write_recipe, ref, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["finetune", str(write_recipe(model={"name": ref}))])
+    assert_clean_error(result, "Hub id", "offline")

@@ -1,0 +1,62 @@
+"""CLI behaviour through Typer's CliRunner (in-process)."""
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from tunekit import __version__
+from tunekit.cli.app import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"tunekit {__version__}"
+
+
+def test_validate_ok_and_print_shows_resolved_defaults(write_recipe):
+    path = write_recipe()
+    result = runner.invoke(app, ["validate", str(path), "--print", "--set", "train.lr=3e-5"])
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["train"]["lr"] == 3e-5
+    assert resolved["train"]["precision"] == "auto"  # a default filled in
+    assert "valid classification recipe" in result.stderr
+
+
+def test_validate_does_not_touch_data_or_model(write_recipe, tmp_path):
+    path = write_recipe(model={"name": str(tmp_path / "no-such-model")},
+                        data={"train": str(tmp_path / "no-such.csv")})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_prepare_and_tokenize_json(write_recipe, tmp_path):
+    path = write_recipe()
+    result = runner.invoke(app, ["prepare", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows"]["train"] + report["rows"]["validation"] + report["rows"]["test"] == 240
+    assert (tmp_path / "run" / "data" / "prepare_report.json").is_file()
+
+    result = runner.invoke(app, ["tokenize", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    both = json.loads(result.stdout)
+    assert both["tokenize"]["splits"]["train"]["rows"] == report["rows"]["train"]
+    assert both["tokenize"]["splits"]["train"]["tokens_max"] <= 32
+
+
+def test_eval_needs_a_run_or_model_and_data():
+    result = runner.invoke(app, ["eval"])
+    assert result.exit_code == 2
+    assert "give either a run directory" in result.stderr
+
+
+def test_eval_rejects_malformed_gate(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path), "--min", "accuracy"])
+    assert result.exit_code == 2
+    assert "METRIC=VALUE" in result.stderr

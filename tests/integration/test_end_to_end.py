@@ -1,0 +1,103 @@
+"""The installed `tunekit` command in a subprocess, through every step, on a tiny model."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TUNEKIT = str(Path(sys.executable).with_name("tunekit"))
+
+
+def tunekit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([TUNEKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def trained(write_recipe, tmp_path):
+    recipe = write_recipe()
+    for step in ("prepare", "tokenize"):
+        out = tunekit(step, str(recipe), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    out = tunekit("finetune", str(recipe), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    return recipe, tmp_path / "run", json.loads(out.stdout)
+
+
+def test_pipeline_trains_saves_and_gates(trained, tmp_path):
+    recipe, run, result = trained
+    assert "Traceback" not in json.dumps(result)
+    # the data steps were cached by the explicit prepare/tokenize calls
+    # final model as safetensors with the label maps
+    model_files = {p.name for p in (run / "model").iterdir()}
+    assert "model.safetensors" in model_files and "tokenizer.json" in model_files
+    assert not any(name.endswith(".bin") for name in model_files)
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    # resolved recipe and manifest
+    assert (run / "recipe.resolved.yaml").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["seed"] == 1
+    assert set(manifest["timings"]) >= {"prepare_s", "tokenize_s", "train_s", "eval_s"}
+    assert len(manifest["data"]["train"]["sha256"]) == 64
+    assert manifest["environment"]["torch"]
+    # evaluation files written; the synthetic task is easy, so the tiny model must learn it
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["accuracy"] == result["eval"]["accuracy"]
+    assert metrics["accuracy"] >= 0.9, metrics
+    preds = [json.loads(line) for line in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == metrics["n"] == 48
+    assert all(p["label"] in ("negative", "positive") and abs(sum(p["scores"].values()) - 1) < 1e-4 for p in preds)
+    assert sum(p["label"] == p["prediction"] for p in preds) / len(preds) == pytest.approx(metrics["accuracy"])
+
+    ok = tunekit("eval", str(run), "--min", "accuracy=0.5", "--min", "f1_macro=0.5", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    fail = tunekit("eval", str(run), "--min", "accuracy=1.01", cwd=tmp_path)
+    assert fail.returncode == 3
+    assert "quality gate failed" in fail.stderr and "Traceback" not in fail.stderr
+    as_json = tunekit("eval", str(run), "--json", "--min", "accuracy=0.5", cwd=tmp_path)
+    parsed = json.loads(as_json.stdout)
+    assert parsed["gates"][0]["passed"] is True and "confusion_matrix" in parsed
+    unknown = tunekit("eval", str(run), "--min", "bleu=10", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown metric 'bleu'" in unknown.stderr
+
+
+def test_rerun_refuses_then_overwrite_and_resume(trained, tmp_path):
+    recipe, run, _ = trained
+    before = (run / "model" / "model.safetensors").read_bytes()
+    again = tunekit("finetune", str(recipe), cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a training run" in again.stderr
+    assert (run / "model" / "model.safetensors").read_bytes() == before
+
+    # resume continues from the last checkpoint (training already finished: no new steps)
+    resumed = tunekit("finetune", str(recipe), "--resume", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from checkpoint-" in resumed.stderr
+
+    # overwrite retrains from scratch; the same seed gives the same weights
+    over = tunekit("finetune", str(recipe), "--overwrite", "--json", cwd=tmp_path)
+    assert over.returncode == 0, over.stderr
+    assert (run / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_eval_model_on_a_data_file(trained, tmp_path):
+    _, run, _ = trained
+    data = tmp_path / "heldout.jsonl"
+    rows = [{"review": "great fun excellent the movie", "sentiment": "positive"},
+            {"review": "awful dull boring the plot", "sentiment": "negative"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tunekit("eval", "--model", str(run / "model"), "--data", str(data), "--text-column", "review",
+                  "--label-column", "sentiment", "--out", str(tmp_path / "scored"), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["n"] == 2
+    assert (tmp_path / "scored" / "predictions.jsonl").is_file()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"review": "x", "sentiment": "neutral"}) + "\n")
+    out = tunekit("eval", "--model", str(run / "model"), "--data", str(bad), "--text-column", "review",
+                  "--label-column", "sentiment", cwd=tmp_path)
+    assert out.returncode == 2 and "unknown label 'neutral'" in out.stderr
