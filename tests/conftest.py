@@ -31,6 +31,16 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def write_rows_csv(path: Path, rows: list[dict]) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 1-layer, 16-wide BERT and a word-level fast tokenizer, saved like a real checkpoint."""
@@ -60,14 +70,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def sentiment_csv(tmp_path) -> Path:
-    import csv
-
-    path = tmp_path / "reviews.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(make_rows(240))
-    return path
+    return write_rows_csv(tmp_path / "reviews.csv", make_rows(240))
 
 
 @pytest.fixture

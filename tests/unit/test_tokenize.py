@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,9 @@ import pytest
 import yaml
 
 try:  # tests/ is not a package: pytest puts it on sys.path for its conftest
-    from conftest import FILLER, make_rows
+    from conftest import FILLER, make_rows, write_rows_csv
 except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.conftest import FILLER, make_rows
+    from tests.conftest import FILLER, make_rows, write_rows_csv
 from tunekit.errors import DataError
 from tunekit.pipeline.tokenization import report_path, run_tokenize
 from tunekit.recipe import load_recipe
@@ -33,12 +32,7 @@ def long_rows(n: int) -> list[dict]:
 
 @pytest.fixture
 def data_csv(tmp_path) -> Path:
-    path = tmp_path / "mixed.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(make_rows(80) + long_rows(N_LONG))
-    return path
+    return write_rows_csv(tmp_path / "mixed.csv", make_rows(80) + long_rows(N_LONG))
 
 
 @pytest.fixture

@@ -26,9 +26,11 @@ def report_errors(fn: Callable) -> Callable:
         except TunekitError as exc:
             if os.environ.get("TUNEKIT_DEBUG"):
                 raise
-            console.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
             if exc.hint:
-                console.print(f"[bold]hint:[/] {exc.hint}", soft_wrap=True)
+                console.print(f"[bold]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("interrupted")
@@ -38,7 +40,9 @@ def report_errors(fn: Callable) -> Callable:
         except Exception as exc:  # a bug in tunekit or a library: say so, keep the details
             if os.environ.get("TUNEKIT_DEBUG"):
                 raise
-            console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+            from rich.markup import escape
+
+            console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
             console.print("[bold]hint:[/] rerun with TUNEKIT_DEBUG=1 for the traceback, and report it")
             raise typer.Exit(EXIT_UNEXPECTED) from None
     return wrapper

@@ -12,12 +12,12 @@ from tunekit.errors import GateFailed, TunekitError
 
 @report_errors
 def evaluate(
-    run: Optional[str] = typer.Argument(None, help="Run directory written by `tunekit finetune`."),
+    run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run directory written by `tunekit finetune`."),
     model: Optional[str] = typer.Option(None, "--model", help="A saved model folder (instead of a run)."),
     data: Optional[str] = typer.Option(None, "--data", help="Data file to score with --model."),
     text_column: str = typer.Option("text", help="Text column of --data."),
     label_column: str = typer.Option("label", help="Label column of --data (the model's label names)."),
-    split: str = typer.Option("test", help="Split of the run to score."),
+    split: Optional[str] = typer.Option(None, help="Split of the run to score (default: the recipe's eval.split)."),
     out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and predictions.jsonl "
                                                   "(default: <run>/eval, or ./eval with --model)."),
     minimum: Optional[List[str]] = typer.Option(None, "--min", metavar="METRIC=VALUE",

@@ -10,7 +10,7 @@ from tunekit.console import console
 
 @report_errors
 def finetune(
-    recipe: str = typer.Argument(..., help="Recipe YAML file."),
+    recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML file."),
     overrides: Optional[List[str]] = SetOption,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in output_dir."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint."),

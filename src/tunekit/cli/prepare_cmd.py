@@ -10,7 +10,7 @@ from tunekit.cli.common import JsonOption, SetOption, load, print_json, quiet_li
 
 @report_errors
 def prepare(
-    recipe: str = typer.Argument(..., help="Recipe YAML file."),
+    recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML file."),
     overrides: Optional[List[str]] = SetOption,
     force: bool = typer.Option(False, "--force", help="Recompute even when the cached output is current."),
     json_: bool = JsonOption,

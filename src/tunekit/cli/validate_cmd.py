@@ -10,7 +10,7 @@ from tunekit.console import console
 
 @report_errors
 def validate(
-    recipe: str = typer.Argument(..., help="Recipe YAML file."),
+    recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML file."),
     overrides: Optional[List[str]] = SetOption,
     print_: bool = typer.Option(False, "--print", help="Print the resolved recipe (all defaults filled in)."),
 ) -> None:

@@ -19,14 +19,19 @@ from tunekit.tasks import get_task
 EVAL_BATCH = 64
 
 
-def evaluate_run(run: RunDir, split: str = "test", out_dir: Optional[Path] = None) -> dict:
+def evaluate_run(run: RunDir, split: Optional[str] = None, out_dir: Optional[Path] = None) -> dict:
+    """Score the run's model on one of its splits (default: the recipe's eval.split)."""
     import datasets
+    import yaml
 
     if not run.model.is_dir():
         raise RunDirError(f"{run.root} has no trained model ({run.model} is missing)",
                           "train it first: tunekit finetune RECIPE")
     if not run.tokenized.is_dir():
         raise RunDirError(f"{run.root} has no tokenized data", "run: tunekit tokenize RECIPE")
+    if split is None:
+        resolved = yaml.safe_load(run.resolved_recipe.read_text()) if run.resolved_recipe.is_file() else {}
+        split = (resolved.get("eval") or {}).get("split", "test")
     tokenized = datasets.load_from_disk(str(run.tokenized))
     prepared = datasets.load_from_disk(str(run.prepared))
     if split not in tokenized:

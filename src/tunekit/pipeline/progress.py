@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
-from tunekit.console import console
+from tunekit.console import console, get_console
 
 
 class RichProgress(TrainerCallback):
@@ -17,7 +17,7 @@ class RichProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=get_console(), transient=True,
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="")

@@ -130,10 +130,12 @@ def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
 
 
 def build_model(model_path: str, names: Sequence[str]):
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
         model_path,
+        dtype=torch.float32,  # fp32 master weights (transformers 5 defaults to the checkpoint's dtype)
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
