@@ -73,10 +73,12 @@ def test_rerun_refuses_then_overwrite_and_resume(trained, tmp_path):
     assert again.returncode == 2 and "already holds a training run" in again.stderr
     assert (run / "model" / "model.safetensors").read_bytes() == before
 
-    # resume continues from the last checkpoint (training already finished: no new steps)
-    resumed = tunekit("finetune", str(recipe), "--resume", "--json", cwd=tmp_path)
+    # resume continues from the last checkpoint: one more epoch on top of the five done
+    resumed = tunekit("finetune", str(recipe), "--resume", "--set", "train.epochs=6", "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from checkpoint-" in resumed.stderr
+    assert "resuming from checkpoint-55" in resumed.stderr  # 168 rows / 16 = 11 steps x 5 epochs
+    assert json.loads(resumed.stdout)["train"]["global_step"] == 66
+    assert (run / "checkpoints" / "checkpoint-66" / "trainer_state.json").is_file()
 
     # overwrite retrains from scratch; the same seed gives the same weights
     over = tunekit("finetune", str(recipe), "--overwrite", "--json", cwd=tmp_path)
