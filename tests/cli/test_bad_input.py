@@ -1,7 +1,6 @@
 """Each user mistake: exit code 2, one line saying what is wrong and one saying what to do,
 no traceback, and nothing half-written."""
 
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -64,7 +63,7 @@ def test_no_rows_left_after_cleaning(write_recipe, tmp_path):
     data.write_text("text,label\n ,positive\n\t,negative\n", encoding="utf-8")
     path = write_recipe(data={"train": str(data)})
     result = runner.invoke(app, ["prepare", str(path)])
-    assert_clean_error(result, "no training rows are left after cleaning")
+    assert_clean_error(result, "no training rows are left after cleaning", "2 missing_or_empty_text")
     assert not (tmp_path / "run" / "data" / "prepared").exists()
 
 

@@ -406,3 +406,17 @@ def test_failed_rerun_leaves_no_temporary_folders(make_recipe, run, tmp_path, se
         run_prepare(bad, run)
     leftovers = [p.name for p in (run.root / "data").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_given_test_file_left_empty_is_an_error(make_recipe, run, tmp_path, sentiment_csv):
+    empty = write_csv(tmp_path / "test-empty.csv", [{"text": " ", "label": "positive"}])
+    with pytest.raises(DataError, match="no test rows are left after cleaning"):
+        run_prepare(make_recipe({"train": str(sentiment_csv), "test": str(empty)}), run)
+    assert not run.prepared.exists()
+
+
+def test_split_leaving_no_training_rows_is_an_error(make_recipe, run, tmp_path):
+    two = write_csv(tmp_path / "two.csv", [{"text": "good", "label": "positive"}, {"text": "bad", "label": "negative"}])
+    recipe = make_recipe({"train": str(two), "split": {"validation": 0.6, "test": 0.35}})
+    with pytest.raises(DataError, match="left none for training"):
+        run_prepare(recipe, run)

@@ -65,13 +65,22 @@ def evaluate(
 
 
 def _parse_gates(items: List[str]) -> list[tuple[str, float]]:
+    """Parse and check --min gates before any model is loaded (a typo should fail fast)."""
+    from tunekit.recipe.schema import METRICS
+
+    known = sorted({name for names in METRICS.values() for name in names})  # any task's metrics
     gates = []
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            gates.append((name.strip(), float(value)))
+            threshold = float(value)
         except ValueError:
             sep = ""
-        if not sep or not name.strip():
+        if not sep or not name:
             raise TunekitError(f"--min {item!r} is not METRIC=VALUE", "write e.g. --min accuracy=0.8")
+        if name not in known and not name.startswith(("precision_", "recall_", "f1_")):
+            raise TunekitError(f"--min names unknown metric {name!r}",
+                               f"use one of: {', '.join(known)}, or precision_/recall_/f1_<class>")
+        gates.append((name, threshold))
     return gates

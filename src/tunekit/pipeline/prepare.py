@@ -68,14 +68,20 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
             names = task.label_names(table["label"], data.labels)
         frames[split], rules[split] = clean_rows(table, data, task, names, where)
 
+    for split, frame in frames.items():  # a file the recipe names must keep some rows
+        if frame.empty:
+            dropped = ", ".join(f"{n} {rule}" for rule, n in rules[split].items()
+                                if rule not in ("rows_in", "rows_out") and n)
+            raise DataError(f"no {'training' if split == 'train' else split} rows are left after cleaning ({rules[split]['rows_in']} in; "
+                            f"dropped: {dropped or 'none'})",
+                            "check data.columns, data.labels and data.clean against the file's content")
     made = _split_missing(frames, data.split, data.split.stratify)
+    if frames["train"].empty:
+        raise DataError(f"splitting {rules['train']['rows_out']} rows left none for training",
+                        "add data, or lower data.split.validation and data.split.test")
     if data.max_train_rows and len(frames["train"]) > data.max_train_rows:
         frames["train"] = frames["train"].sample(n=data.max_train_rows, random_state=data.split.seed)
-    for split, frame in frames.items():
-        if split == "train" and frame.empty:
-            raise DataError("no training rows are left after cleaning",
-                            "see the prepare report (tunekit prepare RECIPE) for the rows each rule dropped")
-    frames = {s: f for s, f in frames.items() if not f.empty}
+    frames = {s: f for s, f in frames.items() if not f.empty}  # a split share that rounded to 0 rows
     warnings = task.check_data({s: f["label"].tolist() for s, f in frames.items()}, names)
 
     report = {
