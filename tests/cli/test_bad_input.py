@@ -109,3 +109,23 @@ def test_hub_id_offline(write_recipe, ref, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["finetune", str(write_recipe(model={"name": ref}))])
     assert_clean_error(result, "Hub id", "offline")
+
+
+def test_changed_data_refused_on_a_trained_run(write_recipe, tmp_path):
+    """prepare/tokenize/resume must not swap the data under an existing training run."""
+    recipe = write_recipe()
+    assert runner.invoke(app, ["tokenize", str(recipe)]).exit_code == 0
+    (tmp_path / "run" / "manifest.json").write_text("{}", encoding="utf-8")  # mark it trained
+    (tmp_path / "run" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    (tmp_path / "run" / "checkpoints" / "checkpoint-5" / "model.safetensors").write_text("")
+    before = (tmp_path / "run" / "data" / "prepare_report.json").read_text()
+
+    same = runner.invoke(app, ["tokenize", str(recipe)])
+    assert same.exit_code == 0, same.output  # unchanged data: the cached steps are fine
+    for args in (["prepare", str(recipe), "--set", "data.split.seed=7"],
+                 ["tokenize", str(recipe), "--set", "tokenize.max_length=20"],
+                 ["finetune", str(recipe), "--resume", "--set", "data.split.seed=7"]):
+        result = runner.invoke(app, args)
+        assert_clean_error(result, "holds a training run", "differ from the ones it was trained on")
+    assert (tmp_path / "run" / "data" / "prepare_report.json").read_text() == before

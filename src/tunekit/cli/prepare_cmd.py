@@ -20,9 +20,12 @@ def prepare(
     quiet_libraries()
     from tunekit.cli.reports import show_prepare
     from tunekit.pipeline.prepare import run_prepare
+    from tunekit.pipeline.tokenization import refuse_data_change
     from tunekit.runs import RunDir
 
-    result = run_prepare(cfg, RunDir(Path(cfg.output_dir)), force=force)
+    run = RunDir(Path(cfg.output_dir))
+    refuse_data_change(cfg, run)
+    result = run_prepare(cfg, run, force=force)
     if json_:
         print_json(result.report)
     else:

@@ -19,10 +19,12 @@ def tokenize(
     cfg = load(recipe, overrides)
     quiet_libraries()
     from tunekit.cli.reports import show_prepare, show_tokenize
-    from tunekit.pipeline.tokenization import run_tokenize
+    from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
     from tunekit.runs import RunDir
 
-    prepared, tokenized = run_tokenize(cfg, RunDir(Path(cfg.output_dir)), force=force)
+    run = RunDir(Path(cfg.output_dir))
+    refuse_data_change(cfg, run)
+    prepared, tokenized = run_tokenize(cfg, run, force=force)
     if json_:
         print_json({"prepare": prepared.report, "tokenize": tokenized.report})
         return

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tunekit.errors import DataError, ModelError
-from tunekit.pipeline.prepare import StepResult, run_prepare
+from tunekit.errors import DataError, ModelError, RunDirError
+from tunekit.pipeline.prepare import StepResult, prepare_fingerprint, run_prepare
+from tunekit.pipeline.prepare import report_path as prepare_report_path
 from tunekit.recipe.schema import Recipe, TokenizeConfig
 from tunekit.runs import RunDir, atomic_dir, cached_fingerprint, fingerprint, read_json, sha256_file, write_json
 from tunekit.sources import resolve_model
@@ -45,13 +46,33 @@ def tokenizer_fingerprint(path: str) -> dict:
     return {name: sha256_file(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
 
 
+def tokenize_fingerprint(recipe: Recipe, prepared_fp: str) -> str:
+    tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
+    return fingerprint("tokenize", recipe.task, prepared_fp, recipe.tokenize.model_dump(mode="json"),
+                       tokenizer_fingerprint(tok_path))
+
+
+def refuse_data_change(recipe: Recipe, run: RunDir,
+                       hint: str = "write to another run directory (--set output_dir=...), "
+                                   "or retrain there with finetune --overwrite") -> None:
+    """A trained run's data must not change under it: the model, its manifest and later
+    evaluations would then describe different data. Raises when prepare or tokenize is stale."""
+    if not run.has_training_outputs():
+        return
+    prepared_fp, _ = prepare_fingerprint(recipe)
+    stale = cached_fingerprint(prepare_report_path(run)) != prepared_fp
+    stale = stale or cached_fingerprint(report_path(run)) != tokenize_fingerprint(recipe, prepared_fp)
+    if stale:
+        raise RunDirError(f"{run.root} holds a training run, and this recipe's data, tokenize section or "
+                          "tokenizer differ from the ones it was trained on", hint)
+
+
 def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[StepResult, StepResult]:
     """Run prepare if stale, then tokenize if stale. Returns both steps' results."""
     prepared = run_prepare(recipe, run, force=force)
     start = time.perf_counter()
     tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
-    fp = fingerprint("tokenize", recipe.task, prepared.fingerprint, recipe.tokenize.model_dump(mode="json"),
-                     tokenizer_fingerprint(tok_path))
+    fp = tokenize_fingerprint(recipe, prepared.fingerprint)
     if not force and run.tokenized.exists() and cached_fingerprint(report_path(run)) == fp:
         return prepared, StepResult(fp, read_json(report_path(run)), True, time.perf_counter() - start)
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from tunekit.console import console
 from tunekit.errors import ModelError, RunDirError
-from tunekit.pipeline.tokenization import load_tokenizer, run_tokenize
+from tunekit.pipeline.tokenization import load_tokenizer, refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
 from tunekit.recipe.schema import TrainConfig
 from tunekit.runs import RunDir, atomic_dir, environment_info, write_json, write_text
@@ -33,11 +33,13 @@ class TrainResult:
     timings: dict
 
 
-def check_run_dir(run: RunDir, overwrite: bool, resume: bool) -> None:
+def check_run_dir(recipe: Recipe, run: RunDir, overwrite: bool, resume: bool) -> None:
     if resume:
         if last_checkpoint(run) is None:
             raise RunDirError(f"nothing to resume: {run.checkpoints} has no complete checkpoint",
                               "start the run without --resume")
+        refuse_data_change(recipe, run, f"resume with the recipe it started from ({run.resolved_recipe}), "
+                                        "or start over with --overwrite")
         return
     if run.has_training_outputs() and not overwrite:
         raise RunDirError(f"run directory {run.root} already holds a training run",
@@ -113,7 +115,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     from tunekit.pipeline.evaluation import evaluate_run
 
     run = RunDir(Path(recipe.output_dir))
-    check_run_dir(run, overwrite, resume)
+    check_run_dir(recipe, run, overwrite, resume)
     timings: dict[str, float] = {}
     prepared, tokenized = run_tokenize(recipe, run)
     timings["prepare_s"], timings["tokenize_s"] = prepared.seconds, tokenized.seconds
