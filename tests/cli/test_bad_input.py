@@ -1,6 +1,8 @@
 """Each user mistake: exit code 2, one line saying what is wrong and one saying what to do,
 no traceback, and nothing half-written."""
 
+import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -15,8 +17,9 @@ def assert_clean_error(result, *phrases: str) -> None:
     err = result.stderr
     assert "Traceback" not in result.output
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[0].startswith("error:"), err
-    assert any(line.startswith("hint:") for line in lines), err
+    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(starts) == 1, err  # reports may come first (a failure mid-run); one error at the end
+    assert any(line.startswith("hint:") for line in lines[starts[0]:]), err
     for phrase in phrases:
         assert phrase in err, (phrase, err)
 
@@ -129,3 +132,22 @@ def test_changed_data_refused_on_a_trained_run(write_recipe, tmp_path):
         result = runner.invoke(app, args)
         assert_clean_error(result, "holds a training run", "differ from the ones it was trained on")
     assert (tmp_path / "run" / "data" / "prepare_report.json").read_text() == before
+
+
+def test_nan_loss_stops_training_without_a_model(write_recipe, tiny_model_dir, tmp_path):
+    import torch
+    from transformers import BertForSequenceClassification
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_model_dir, broken)
+    model = BertForSequenceClassification.from_pretrained(broken)
+    with torch.no_grad():
+        model.classifier.weight[0, 0] = float("nan")  # every logit, so every loss, is NaN
+    model.save_pretrained(broken)
+    path = write_recipe(model={"name": str(broken)}, train={"logging_steps": 2})
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert_clean_error(result, "training diverged: the loss was nan at step 2", "train.lr")
+    run = tmp_path / "run"
+    assert not (run / "model").exists()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed"

@@ -42,6 +42,10 @@ class RichProgress(TrainerCallback):
             console.print(f"epoch {state.epoch:.2f}  validation  {shown}")
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live bar (also when training ends by an exception)."""
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -99,6 +99,7 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
         greater_is_better=cfg.best_metric != "loss",
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # let LossGuard see a NaN/inf loss instead of hiding it
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -146,14 +147,16 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
                 "environment": environment_info()}
     write_json(run.manifest, manifest)
 
+    from tunekit.pipeline.health import LossGuard, TrainingDiverged
     from tunekit.pipeline.progress import RichProgress
 
     args = training_arguments(recipe.train, run, has_validation)
+    progress = RichProgress()
     trainer = Trainer(
         model=model, args=args, train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         data_collator=task.collator(tokenizer), processing_class=tokenizer,
-        compute_metrics=task.trainer_metrics(names), callbacks=[RichProgress()],
+        compute_metrics=task.trainer_metrics(names), callbacks=[progress, LossGuard()],
     )
     trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
     console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "
@@ -162,7 +165,14 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     checkpoint = last_checkpoint(run) if resume else None
     if checkpoint:
         console.print(f"resuming from {checkpoint.name}")
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except TrainingDiverged as exc:
+        manifest.update(status="failed", error=exc.message)
+        write_json(run.manifest, manifest)
+        raise
+    finally:
+        progress.close()
     timings["train_s"] = time.perf_counter() - start
 
     with atomic_dir(run.model) as tmp:
