@@ -60,3 +60,21 @@ def test_eval_rejects_malformed_gate(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path), "--min", "accuracy"])
     assert result.exit_code == 2
     assert "METRIC=VALUE" in result.stderr
+
+
+def test_frozen_embeddings_stay_unchanged_through_training(write_recipe, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    path = write_recipe(train={"max_steps": 4, "eval_every": "never"})
+    result = runner.invoke(app, ["finetune", str(path), "--json", "--set", "train.freeze.embeddings=true"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    params = manifest["parameters"]
+    assert 0 < params["trainable"] < params["total"]
+    assert f"trainable parameters {params['trainable']:,} of {params['total']:,}" in " ".join(result.stderr.split())
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    key = "bert.embeddings.word_embeddings.weight"
+    assert (after[key] == before[key]).all()
+    changed = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not (after[changed] == before[changed]).all()

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from tunekit.console import console
 from tunekit.errors import ModelError, RunDirError
+from tunekit.pipeline.freezing import apply_freeze
 from tunekit.pipeline.tokenization import load_tokenizer, refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
 from tunekit.recipe.schema import TrainConfig
@@ -132,6 +133,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
                          "point model.name at a folder with config.json and weights") from None
+    trainable, total = apply_freeze(model, recipe.train.freeze)
     data = datasets.load_from_disk(str(run.tokenized))
     has_validation = "validation" in data
 
@@ -142,7 +144,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     run.root.mkdir(parents=True, exist_ok=True)
     write_text(run.resolved_recipe, dump_recipe(recipe))
     manifest = {"status": "training", "name": recipe.name, "task": recipe.task, "seed": recipe.train.seed,
-                "model": recipe.model.name, "data": prepared.report["sources"],
+                "model": recipe.model.name, "parameters": {"trainable": trainable, "total": total},
+                "data": prepared.report["sources"],
                 "fingerprints": {"prepare": prepared.fingerprint, "tokenize": tokenized.fingerprint},
                 "environment": environment_info()}
     write_json(run.manifest, manifest)
@@ -160,7 +163,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     )
     trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
     console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "
-                  f"precision {resolve_precision(recipe.train.precision)}, device {args.device}")
+                  f"precision {resolve_precision(recipe.train.precision)}, device {args.device}, "
+                  f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.1f}%)")
     start = time.perf_counter()
     checkpoint = last_checkpoint(run) if resume else None
     if checkpoint:

@@ -7,6 +7,7 @@ resolved values; the README lists the keys). Key names used by scripts are stabl
 
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -101,6 +102,22 @@ class TokenizeConfig(Strict):
     )
 
 
+class FreezeConfig(Strict):
+    embeddings: bool = Field(False, description="Freeze the token and position embeddings.")
+    layers: int = Field(0, ge=0, description="Freeze the first N transformer layers.")
+    pattern: Optional[str] = Field(None, description="Freeze parameters whose name matches this regex.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern):
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return pattern
+
+
 class TrainConfig(Strict):
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
@@ -125,6 +142,7 @@ class TrainConfig(Strict):
     eval_every: Literal["epoch", "never"] = Field("epoch", description="When to evaluate on validation.")
     keep_best: bool = Field(True, description="Reload the best checkpoint (by best_metric) at the end.")
     best_metric: str = Field("accuracy", description="Validation metric that picks the best checkpoint.")
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     logging_steps: int = Field(10, gt=0)
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
 
