@@ -78,3 +78,21 @@ def test_frozen_embeddings_stay_unchanged_through_training(write_recipe, tiny_mo
     assert (after[key] == before[key]).all()
     changed = "bert.encoder.layer.0.attention.self.query.weight"
     assert not (after[changed] == before[changed]).all()
+
+
+def test_early_stopping_ends_the_run_early(write_recipe, tmp_path):
+    # A threshold of 1.0 accuracy can never be beaten, so the run stops after `patience`
+    # evaluations without improvement: evaluations at steps 2 and 4, stop at step 4.
+    path = write_recipe(train={"max_steps": 20, "eval_every": 2, "early_stopping": {"patience": 1, "threshold": 1.0}})
+    result = runner.invoke(app, ["finetune", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train"]["global_step"] == 4
+
+
+def test_training_techniques_run_end_to_end(write_recipe):
+    path = write_recipe(train={"max_steps": 3, "eval_every": "never", "gradient_checkpointing": True,
+                               "label_smoothing": 0.1, "scheduler": "cosine_with_restarts",
+                               "scheduler_options": {"num_cycles": 2}, "warmup_steps": 1})
+    result = runner.invoke(app, ["finetune", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train"]["global_step"] == 3

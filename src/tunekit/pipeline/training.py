@@ -75,7 +75,10 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
     from transformers import TrainingArguments
 
     precision = resolve_precision(cfg.precision)
-    evaluate_epochs = has_validation and cfg.eval_every == "epoch"
+    evaluating = has_validation and cfg.eval_every != "never"
+    # Checkpoints follow the evaluation interval so the best one can be kept.
+    interval = "steps" if isinstance(cfg.eval_every, int) else "epoch"
+    steps = cfg.eval_every if isinstance(cfg.eval_every, int) else None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio
     return TrainingArguments(
         output_dir=str(run.checkpoints),
@@ -86,16 +89,20 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
         lr_scheduler_type=cfg.scheduler,
+        lr_scheduler_kwargs=dict(cfg.scheduler_options),
         warmup_steps=warmup,  # transformers 5: a float in [0, 1) is a ratio of total steps
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
+        label_smoothing_factor=cfg.label_smoothing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name for it
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         seed=cfg.seed,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        eval_strategy="epoch" if evaluate_epochs else "no",
-        save_strategy="epoch",
-        load_best_model_at_end=evaluate_epochs and cfg.keep_best,
+        eval_strategy=interval if evaluating else "no",
+        save_strategy=interval,
+        **({"eval_steps": steps, "save_steps": steps} if steps else {}),
+        load_best_model_at_end=evaluating and (cfg.keep_best or cfg.early_stopping is not None),
         metric_for_best_model=cfg.best_metric if cfg.best_metric != "loss" else "eval_loss",
         greater_is_better=cfg.best_metric != "loss",
         save_total_limit=cfg.save_total_limit,
@@ -155,11 +162,19 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
 
     args = training_arguments(recipe.train, run, has_validation)
     progress = RichProgress()
+    callbacks = [progress, LossGuard()]
+    if recipe.train.early_stopping and not has_validation:
+        console.print("[yellow]warning:[/] train.early_stopping is ignored: there is no validation split")
+    elif recipe.train.early_stopping:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(recipe.train.early_stopping.patience,
+                                               recipe.train.early_stopping.threshold))
     trainer = Trainer(
         model=model, args=args, train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         data_collator=task.collator(tokenizer), processing_class=tokenizer,
-        compute_metrics=task.trainer_metrics(names), callbacks=[progress, LossGuard()],
+        compute_metrics=task.trainer_metrics(names), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
     console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "

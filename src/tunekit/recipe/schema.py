@@ -8,9 +8,9 @@ resolved values; the README lists the keys). Key names used by scripts are stabl
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -118,6 +118,19 @@ class FreezeConfig(Strict):
         return pattern
 
 
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
+    threshold: float = Field(0.0, ge=0.0, description="Smallest change of best_metric that counts.")
+
+
+# Keyword arguments each scheduler accepts (transformers' get_scheduler scheduler_specific_kwargs).
+SCHEDULER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "cosine": ("num_cycles",),
+    "cosine_with_restarts": ("num_cycles",),
+    "polynomial": ("power", "lr_end"),
+}
+
+
 class TrainConfig(Strict):
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many steps (overrides epochs).")
@@ -128,6 +141,10 @@ class TrainConfig(Strict):
     scheduler: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
     ] = "linear"
+    scheduler_options: dict[str, float] = Field(
+        default_factory=dict,
+        description="Scheduler settings: num_cycles (cosine, cosine_with_restarts); power, lr_end (polynomial).",
+    )
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of steps spent warming up.")
     warmup_steps: Optional[int] = Field(None, ge=0, description="Warmup in steps (overrides ratio).")
     weight_decay: float = Field(0.0, ge=0.0)
@@ -139,12 +156,30 @@ class TrainConfig(Strict):
     group_by_length: bool = Field(
         True, description="Batch examples of similar length together (less padding, faster steps)."
     )
-    eval_every: Literal["epoch", "never"] = Field("epoch", description="When to evaluate on validation.")
+    eval_every: Union[Literal["epoch", "never"], PositiveInt] = Field(
+        "epoch", description="Evaluate (and checkpoint) on validation every epoch, every N steps, or never."
+    )
+    early_stopping: Optional[EarlyStoppingConfig] = Field(
+        None, description="Stop when best_metric has not improved for `patience` evaluations."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing factor.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, slower steps.")
     keep_best: bool = Field(True, description="Reload the best checkpoint (by best_metric) at the end.")
     best_metric: str = Field("accuracy", description="Validation metric that picks the best checkpoint.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     logging_steps: int = Field(10, gt=0)
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        allowed = SCHEDULER_OPTIONS.get(self.scheduler, ())
+        unknown = sorted(set(self.scheduler_options) - set(allowed))
+        if unknown:
+            raise ValueError(f"scheduler {self.scheduler} takes no option {', '.join(unknown)}"
+                             f" (it takes: {', '.join(allowed) or 'none'})")
+        if self.early_stopping and self.eval_every == "never":
+            raise ValueError("early_stopping needs evaluations: set eval_every to epoch or a step count")
+        return self
 
 
 class EvalConfig(Strict):
