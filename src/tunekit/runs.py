@@ -4,6 +4,7 @@
     <run>/data/prepared/  + prepare_report.json     (cached by fingerprint)
     <run>/data/tokenized/ + tokenize_report.json    (cached by fingerprint)
     <run>/checkpoints/  <run>/model/  <run>/eval/metrics.json, predictions.jsonl
+    <run>/logs/ (TensorBoard)  <run>/metrics.jsonl  <run>/curves.png
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class RunDir:
     @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.root / "metrics.jsonl"
 
     @property
     def manifest(self) -> Path:

@@ -151,3 +151,9 @@ def test_nan_loss_stops_training_without_a_model(write_recipe, tiny_model_dir, t
     assert not (run / "model").exists()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "failed"
+
+
+def test_report_to_a_tracker_that_is_not_installed(write_recipe, tmp_path):
+    result = runner.invoke(app, ["finetune", str(write_recipe(train={"report_to": ["comet_ml"]}))])
+    assert_clean_error(result, "train.report_to names comet_ml, which is not installed", "pip install comet-ml")
+    assert not (tmp_path / "run").exists()

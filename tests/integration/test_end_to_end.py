@@ -53,6 +53,13 @@ def test_pipeline_trains_saves_and_gates(trained, tmp_path):
     assert all(p["label"] in ("negative", "positive") and abs(sum(p["scores"].values()) - 1) < 1e-4 for p in preds)
     assert sum(p["label"] == p["prediction"] for p in preds) / len(preds) == pytest.approx(metrics["accuracy"])
 
+    # logs people look at: JSON lines, TensorBoard events, a curve
+    logs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs if "loss" in r] == list(range(5, 56, 5))  # logging_steps 5, 55 steps
+    assert sum("eval_accuracy" in r for r in logs) == 5  # one validation per epoch
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     ok = tunekit("eval", str(run), "--min", "accuracy=0.5", "--min", "f1_macro=0.5", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     fail = tunekit("eval", str(run), "--min", "accuracy=1.01", cwd=tmp_path)

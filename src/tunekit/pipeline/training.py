@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tunekit.console import console
-from tunekit.errors import ModelError, RunDirError
+from tunekit.errors import ModelError, RunDirError, TunekitError
 from tunekit.pipeline.freezing import apply_freeze
 from tunekit.pipeline.tokenization import load_tokenizer, refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
@@ -23,7 +23,8 @@ from tunekit.sources import resolve_model
 from tunekit.tasks import get_task
 
 # Training outputs --overwrite removes; the data cache stays (its fingerprints keep it honest).
-TRAINING_OUTPUTS = ("model", "checkpoints", "eval", "manifest.json", "recipe.resolved.yaml")
+TRAINING_OUTPUTS = ("model", "checkpoints", "eval", "logs", "metrics.jsonl", "curves.png",
+                    "manifest.json", "recipe.resolved.yaml")
 
 
 @dataclass
@@ -46,6 +47,16 @@ def check_run_dir(recipe: Recipe, run: RunDir, overwrite: bool, resume: bool) ->
         raise RunDirError(f"run directory {run.root} already holds a training run",
                           "pass --overwrite to replace it, --resume to continue it, "
                           "or choose another directory with --set output_dir=...")
+
+
+def check_trackers(cfg: TrainConfig) -> None:
+    """train.report_to names trackers that must be installed (their setup is the user's)."""
+    import importlib.util
+
+    for name in cfg.report_to:
+        if importlib.util.find_spec(name) is None:
+            raise TunekitError(f"train.report_to names {name}, which is not installed",
+                               f"pip install {name.replace('_', '-')} and set it up, or remove it from train.report_to")
 
 
 def last_checkpoint(run: RunDir) -> Optional[Path]:
@@ -108,7 +119,7 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # let LossGuard see a NaN/inf loss instead of hiding it
-        report_to="none",
+        report_to=list(cfg.report_to) or "none",  # tunekit writes TensorBoard and JSON logs itself
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -125,6 +136,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
 
     run = RunDir(Path(recipe.output_dir))
     check_run_dir(recipe, run, overwrite, resume)
+    check_trackers(recipe.train)
     timings: dict[str, float] = {}
     prepared, tokenized = run_tokenize(recipe, run)
     timings["prepare_s"], timings["tokenize_s"] = prepared.seconds, tokenized.seconds
@@ -159,10 +171,12 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
 
     from tunekit.pipeline.health import LossGuard, TrainingDiverged
     from tunekit.pipeline.progress import RichProgress
+    from tunekit.pipeline.run_logs import RunLogger
 
     args = training_arguments(recipe.train, run, has_validation)
     progress = RichProgress()
-    callbacks = [progress, LossGuard()]
+    run_logger = RunLogger(run)
+    callbacks = [progress, LossGuard(), run_logger]
     if recipe.train.early_stopping and not has_validation:
         console.print("[yellow]warning:[/] train.early_stopping is ignored: there is no validation split")
     elif recipe.train.early_stopping:
@@ -192,6 +206,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         raise
     finally:
         progress.close()
+        run_logger.close()
     timings["train_s"] = time.perf_counter() - start
 
     with atomic_dir(run.model) as tmp:

@@ -167,6 +167,10 @@ class TrainConfig(Strict):
     keep_best: bool = Field(True, description="Reload the best checkpoint (by best_metric) at the end.")
     best_metric: str = Field("accuracy", description="Validation metric that picks the best checkpoint.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    report_to: list[Literal["wandb", "mlflow", "comet_ml", "clearml", "dvclive", "trackio"]] = Field(
+        default_factory=list,
+        description="Experiment trackers to send logs to as well (they must be installed and set up).",
+    )
     logging_steps: int = Field(10, gt=0)
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
 
