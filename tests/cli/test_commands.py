@@ -96,3 +96,22 @@ def test_training_techniques_run_end_to_end(write_recipe):
     result = runner.invoke(app, ["finetune", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["train"]["global_step"] == 3
+
+
+def test_seed_fixes_a_new_head_so_reruns_are_identical(write_recipe, tiny_model_dir, tmp_path):
+    # A base encoder without a classification head: finetune must initialise the head from the
+    # recipe's seed, or two runs of the same recipe would differ.
+    import shutil
+
+    from transformers import BertModel
+
+    base = tmp_path / "base-encoder"
+    shutil.copytree(tiny_model_dir, base)
+    BertModel.from_pretrained(tiny_model_dir).save_pretrained(base)  # drops the classifier
+    path = write_recipe(model={"name": str(base)}, train={"max_steps": 2, "eval_every": "never"})
+    weights = []
+    for _ in range(2):
+        result = runner.invoke(app, ["finetune", str(path), "--overwrite", "--json"])
+        assert result.exit_code == 0, result.output
+        weights.append((tmp_path / "run" / "model" / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

@@ -147,6 +147,9 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     names = prepared.report["label_names"]
     model_path = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
+    from transformers import set_seed
+
+    set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
     try:
         model = task.build_model(model_path, names)
     except (OSError, ValueError) as exc:
