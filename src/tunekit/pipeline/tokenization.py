@@ -46,8 +46,7 @@ def tokenizer_fingerprint(path: str) -> dict:
     return {name: sha256_file(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
 
 
-def tokenize_fingerprint(recipe: Recipe, prepared_fp: str) -> str:
-    tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
+def tokenize_fingerprint(recipe: Recipe, prepared_fp: str, tok_path: str) -> str:
     return fingerprint("tokenize", recipe.task, prepared_fp, recipe.tokenize.model_dump(mode="json"),
                        tokenizer_fingerprint(tok_path))
 
@@ -61,7 +60,8 @@ def refuse_data_change(recipe: Recipe, run: RunDir,
         return
     prepared_fp, _ = prepare_fingerprint(recipe)
     stale = cached_fingerprint(prepare_report_path(run)) != prepared_fp
-    stale = stale or cached_fingerprint(report_path(run)) != tokenize_fingerprint(recipe, prepared_fp)
+    tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
+    stale = stale or cached_fingerprint(report_path(run)) != tokenize_fingerprint(recipe, prepared_fp, tok_path)
     if stale:
         raise RunDirError(f"{run.root} holds a training run, and this recipe's data, tokenize section or "
                           "tokenizer differ from the ones it was trained on", hint)
@@ -72,7 +72,7 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     prepared = run_prepare(recipe, run, force=force)
     start = time.perf_counter()
     tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
-    fp = tokenize_fingerprint(recipe, prepared.fingerprint)
+    fp = tokenize_fingerprint(recipe, prepared.fingerprint, tok_path)
     if not force and run.tokenized.exists() and cached_fingerprint(report_path(run)) == fp:
         return prepared, StepResult(fp, read_json(report_path(run)), True, time.perf_counter() - start)
 
