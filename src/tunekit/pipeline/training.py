@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tunekit.console import console
-from tunekit.errors import ModelError, RunDirError, TunekitError
-from tunekit.pipeline.freezing import apply_freeze
-from tunekit.pipeline.tokenization import load_tokenizer, refuse_data_change, run_tokenize
+from tunekit.errors import RunDirError, TunekitError
+from tunekit.pipeline.model_setup import build_training_model
+from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
 from tunekit.recipe.schema import TrainConfig
 from tunekit.runs import RunDir, atomic_dir, environment_info, write_json, write_text
-from tunekit.sources import resolve_model
 from tunekit.tasks import get_task
 
 # Training outputs --overwrite removes; the data cache stays (its fingerprints keep it honest).
@@ -145,17 +144,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
 
     task = get_task(recipe.task)
     names = prepared.report["label_names"]
-    model_path = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
-    from transformers import set_seed
-
-    set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
-    try:
-        model = task.build_model(model_path, names)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
-                         "point model.name at a folder with config.json and weights") from None
-    trainable, total = apply_freeze(model, recipe.train.freeze)
+    setup = build_training_model(recipe, names)
+    model, tokenizer, trainable, total = setup.model, setup.tokenizer, setup.trainable, setup.total
     data = datasets.load_from_disk(str(run.tokenized))
     has_validation = "validation" in data
 

@@ -1,0 +1,43 @@
+"""The model a run trains: base weights + task head, then freezing (and PEFT adapters).
+
+One function builds it for `finetune` and for `finetune --dry-run`, so the plan counts the
+same trainable parameters the run will train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tunekit.errors import ModelError
+from tunekit.pipeline.freezing import apply_freeze
+from tunekit.recipe import Recipe
+from tunekit.sources import resolve_model
+from tunekit.tasks import get_task
+
+
+@dataclass
+class ModelSetup:
+    model: Any
+    tokenizer: Any
+    model_path: str
+    trainable: int
+    total: int
+
+
+def build_training_model(recipe: Recipe, names: Sequence[str]) -> ModelSetup:
+    from transformers import set_seed
+
+    from tunekit.pipeline.tokenization import load_tokenizer
+
+    task = get_task(recipe.task)
+    model_path = resolve_model(recipe.model.name)
+    tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
+    set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
+    try:
+        model = task.build_model(model_path, names)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
+                         "point model.name at a folder with config.json and weights") from None
+    trainable, total = apply_freeze(model, recipe.train.freeze)
+    return ModelSetup(model, tokenizer, model_path, trainable, total)
