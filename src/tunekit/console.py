@@ -2,19 +2,36 @@
 `--json` results and `validate --print`.
 
 Created on first use: importing rich.console costs ~40 ms, which `tunekit --help` should not pay.
+In a multi-process run only rank 0 prints; errors are printed by every rank (prefixed with it).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 @lru_cache(maxsize=1)
 def get_console():
     from rich.console import Console
 
+    return Console(stderr=True, highlight=False, quiet=_rank() != 0)
+
+
+@lru_cache(maxsize=1)
+def get_error_console():
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
+
+
+def error_prefix() -> str:
+    return f"[rank {_rank()}] " if _rank() else ""
 
 
 class _LazyConsole:

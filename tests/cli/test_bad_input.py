@@ -119,9 +119,11 @@ def test_changed_data_refused_on_a_trained_run(write_recipe, tmp_path):
     recipe = write_recipe()
     assert runner.invoke(app, ["tokenize", str(recipe)]).exit_code == 0
     (tmp_path / "run" / "manifest.json").write_text("{}", encoding="utf-8")  # mark it trained
-    (tmp_path / "run" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
-    (tmp_path / "run" / "checkpoints" / "checkpoint-5" / "trainer_state.json").write_text("{}")
-    (tmp_path / "run" / "checkpoints" / "checkpoint-5" / "model.safetensors").write_text("")
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-5"
+    checkpoint.mkdir(parents=True)  # what a complete checkpoint holds, as far as --resume looks
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 5}')
+    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (checkpoint / name).write_text("")
     before = (tmp_path / "run" / "data" / "prepare_report.json").read_text()
 
     same = runner.invoke(app, ["tokenize", str(recipe)])

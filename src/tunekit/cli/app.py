@@ -6,7 +6,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from tunekit import __version__
-from tunekit.cli import eval_cmd, finetune_cmd, prepare_cmd, tokenize_cmd, validate_cmd
+from tunekit.cli import eval_cmd, finetune_cmd, merge_cmd, prepare_cmd, tokenize_cmd, validate_cmd
 
 
 
@@ -61,6 +61,7 @@ app.command("prepare", cls=FastHelpCommand)(prepare_cmd.prepare)
 app.command("tokenize", cls=FastHelpCommand)(tokenize_cmd.tokenize)
 app.command("finetune", cls=FastHelpCommand)(finetune_cmd.finetune)
 app.command("eval", cls=FastHelpCommand)(eval_cmd.evaluate)
+app.command("merge", cls=FastHelpCommand)(merge_cmd.merge)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from typing import Callable, List, Optional
 
 import typer
 
-from tunekit.console import console
 from tunekit.errors import EXIT_SIGINT, EXIT_UNEXPECTED, TunekitError
 
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
@@ -28,24 +27,45 @@ def report_errors(fn: Callable) -> Callable:
                 raise
             from rich.markup import escape
 
-            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
-            if exc.hint:
-                console.print(f"[bold]hint:[/] {escape(exc.hint)}", soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            if is_main_process():  # every process has the same inputs: rank 0 speaks for all
+                _say_error(f"[bold red]error:[/] {escape(exc.message)}")
+                if exc.hint:
+                    _say_error(f"[bold]hint:[/] {escape(exc.hint)}")
+            _exit(exc.exit_code)
         except KeyboardInterrupt:
-            console.print("interrupted")
-            raise typer.Exit(EXIT_SIGINT) from None
-        except typer.Exit:
-            raise
+            _say_error("interrupted")
+            _exit(EXIT_SIGINT)
+        except typer.Exit as exc:
+            _exit(exc.exit_code)
         except Exception as exc:  # a bug in tunekit or a library: say so, keep the details
             if os.environ.get("TUNEKIT_DEBUG"):
                 raise
             from rich.markup import escape
 
-            console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
-            console.print("[bold]hint:[/] rerun with TUNEKIT_DEBUG=1 for the traceback, and report it")
-            raise typer.Exit(EXIT_UNEXPECTED) from None
+            _say_error(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}")
+            _say_error("[bold]hint:[/] rerun with TUNEKIT_DEBUG=1 for the traceback, and report it")
+            _exit(EXIT_UNEXPECTED)
     return wrapper
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _say_error(text: str) -> None:
+    """Errors from every process of a multi-process run, each prefixed with its rank but rank 0."""
+    from rich.markup import escape
+
+    from tunekit.console import error_prefix, get_error_console
+
+    get_error_console().print(escape(error_prefix()) + text, soft_wrap=True)
+
+
+def _exit(code: int) -> None:
+    from tunekit.pipeline.distributed import record_exit
+
+    record_exit(code)  # a multi-process launcher reports this rank's code, not torchrun's 1
+    raise typer.Exit(code)
 
 
 def load(recipe: str, overrides: Optional[List[str]]):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunekit.errors import ModelError
+from tunekit.pipeline.adapters import apply_adapters, quantization_kwargs
 from tunekit.pipeline.freezing import apply_freeze
 from tunekit.recipe import Recipe
 from tunekit.sources import resolve_model
@@ -34,10 +35,13 @@ def build_training_model(recipe: Recipe, names: Sequence[str]) -> ModelSetup:
     model_path = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
     set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
+    load_kwargs = quantization_kwargs(recipe.train.peft)  # qlora: 4-bit base weights (CUDA only)
     try:
-        model = task.build_model(model_path, names)
+        model = task.build_model(model_path, names, **load_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
                          "point model.name at a folder with config.json and weights") from None
     trainable, total = apply_freeze(model, recipe.train.freeze)
+    if recipe.train.peft is not None:  # counts after PEFT: the adapter (and head) train, the rest is frozen
+        model, trainable, total = apply_adapters(model, recipe.train, tokenizer)
     return ModelSetup(model, tokenizer, model_path, trainable, total)

@@ -47,6 +47,16 @@ class RunLogger(TrainerCallback):
             self.writer = None
 
 
+def trim_metrics_log(metrics_log: Path, step: int) -> None:
+    """Drop records past `step`: a run resumed from that checkpoint will log those steps again."""
+    if not metrics_log.is_file():
+        return
+    lines = metrics_log.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        metrics_log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
 def plot_curves(metrics_log: Path, out: Path) -> None:
     """Training loss, and each validation metric, against the step."""
     if not metrics_log.is_file():

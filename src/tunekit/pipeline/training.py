@@ -6,14 +6,18 @@ the Trainer, train (or resume), save atomically, write the manifest, evaluate.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from tunekit.console import console
 from tunekit.errors import RunDirError, TunekitError
+from tunekit.pipeline.checkpoints import last_checkpoint
+from tunekit.pipeline.distributed import (barrier, check_distributed, distributed_arguments, init_processes, is_main,
+                                          main_first, world_size)
 from tunekit.pipeline.model_setup import build_training_model
 from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
@@ -56,18 +60,6 @@ def check_trackers(cfg: TrainConfig) -> None:
         if importlib.util.find_spec(name) is None:
             raise TunekitError(f"train.report_to names {name}, which is not installed",
                                f"pip install {name.replace('_', '-')} and set it up, or remove it from train.report_to")
-
-
-def last_checkpoint(run: RunDir) -> Optional[Path]:
-    """The newest checkpoint that holds trainer state and weights; incomplete ones are skipped."""
-    if not run.checkpoints.is_dir():
-        return None
-    found = []
-    for path in run.checkpoints.glob("checkpoint-*"):
-        step = path.name.split("-")[-1]
-        if step.isdigit() and (path / "trainer_state.json").is_file() and any(path.glob("*.safetensors")):
-            found.append((int(step), path))
-    return max(found)[1] if found else None
 
 
 def resolve_precision(precision: str) -> str:
@@ -122,24 +114,43 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # without CUDA, a multi-process run is data-parallel over CPU processes (gloo)
+        use_cpu=world_size() > 1 and not torch.cuda.is_available(),
+        **distributed_arguments(cfg.distributed),
     )
 
 
+def prepare_launch(recipe: Recipe, overwrite: bool, resume: bool, nproc: int,
+                   show: Optional[Callable] = None) -> None:
+    """Before `--nproc` starts its processes: the checks, and the data steps done once."""
+    run = RunDir(Path(recipe.output_dir))
+    check_run_dir(recipe, run, overwrite, resume)
+    check_trackers(recipe.train)
+    check_distributed(recipe.train.distributed, nproc)
+    prepared, tokenized = run_tokenize(recipe, run)
+    if show:
+        show(prepared, tokenized)
+
+
 def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
-                 show: Optional[Callable] = None) -> TrainResult:
-    """`show(prepared, tokenized)` displays the data reports before training starts."""
+                 show: Optional[Callable] = None, callbacks: Sequence = ()) -> TrainResult:
+    """`show(prepared, tokenized)` displays the data reports before training starts;
+    `callbacks` are extra Trainer callbacks (for library users and tests)."""
     import datasets
-    from transformers import PrinterCallback, Trainer
+    from transformers import PrinterCallback
 
     from tunekit.pipeline.evaluation import evaluate_run
 
     run = RunDir(Path(recipe.output_dir))
-    check_run_dir(recipe, run, overwrite, resume)
+    check_run_dir(recipe, run, overwrite, resume)  # every rank: read-only, and all agree
     check_trackers(recipe.train)
+    check_distributed(recipe.train.distributed, world_size())
+    init_processes()
     timings: dict[str, float] = {}
-    prepared, tokenized = run_tokenize(recipe, run)
+    with main_first():  # rank 0 writes the data cache, the others then read it
+        prepared, tokenized = run_tokenize(recipe, run)
     timings["prepare_s"], timings["tokenize_s"] = prepared.seconds, tokenized.seconds
-    if show:
+    if show and is_main():
         show(prepared, tokenized)
 
     task = get_task(recipe.task)
@@ -149,27 +160,32 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     data = datasets.load_from_disk(str(run.tokenized))
     has_validation = "validation" in data
 
-    if overwrite and not resume:
-        for name in TRAINING_OUTPUTS:
-            path = run.root / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    run.root.mkdir(parents=True, exist_ok=True)
-    write_text(run.resolved_recipe, dump_recipe(recipe))
     manifest = {"status": "training", "name": recipe.name, "task": recipe.task, "seed": recipe.train.seed,
                 "model": recipe.model.name, "parameters": {"trainable": trainable, "total": total},
                 "data": prepared.report["sources"],
                 "fingerprints": {"prepare": prepared.fingerprint, "tokenize": tokenized.fingerprint},
-                "environment": environment_info()}
-    write_json(run.manifest, manifest)
+                "environment": environment_info(), "processes": world_size()}
+    if is_main():
+        if overwrite and not resume:
+            for name in TRAINING_OUTPUTS:
+                path = run.root / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        run.root.mkdir(parents=True, exist_ok=True)
+        write_text(run.resolved_recipe, dump_recipe(recipe))
+        write_json(run.manifest, manifest)
+    barrier()  # nobody trains into a directory rank 0 is still clearing
 
     from tunekit.pipeline.health import LossGuard, TrainingDiverged
+    from tunekit.pipeline.preemption import Interrupted, StopOnSignal
     from tunekit.pipeline.progress import RichProgress
-    from tunekit.pipeline.run_logs import RunLogger
+    from tunekit.pipeline.run_logs import RunLogger, trim_metrics_log
+    from tunekit.pipeline.sampling import trace_batches, trainer_class
 
     args = training_arguments(recipe.train, run, has_validation)
     progress = RichProgress()
     run_logger = RunLogger(run)
-    callbacks = [progress, LossGuard(), run_logger]
+    stopper = StopOnSignal()
+    callbacks = [progress, LossGuard(), run_logger, stopper, *callbacks]
     if recipe.train.early_stopping and not has_validation:
         console.print("[yellow]warning:[/] train.early_stopping is ignored: there is no validation split")
     elif recipe.train.early_stopping:
@@ -177,7 +193,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
 
         callbacks.append(EarlyStoppingCallback(recipe.train.early_stopping.patience,
                                                recipe.train.early_stopping.threshold))
-    trainer = Trainer(
+    trace_batches(model)
+    trainer = trainer_class()(
         model=model, args=args, train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         data_collator=task.collator(tokenizer), processing_class=tokenizer,
@@ -188,27 +205,37 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
                   f"precision {resolve_precision(recipe.train.precision)}, device {args.device}, "
                   f"trainable parameters {trainable:,} of {total:,} ({100 * trainable / total:.1f}%)")
     start = time.perf_counter()
-    checkpoint = last_checkpoint(run) if resume else None
+    checkpoint = last_checkpoint(run, say=console.print) if resume else None
     if checkpoint:
         console.print(f"resuming from {checkpoint.name}")
+        trim_metrics_log(run.metrics_log, int(checkpoint.name.split("-")[-1]))
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except TrainingDiverged as exc:
         manifest.update(status="failed", error=exc.message)
-        write_json(run.manifest, manifest)
+        if is_main():
+            write_json(run.manifest, manifest)
         raise
     finally:
         progress.close()
         run_logger.close()
+        stopper.restore()
+    if stopper.signum is not None:
+        saved = last_checkpoint(run)
+        exc = Interrupted(stopper.signum, saved.name if saved else None,
+                          "continue it with: tunekit finetune RECIPE --resume")
+        manifest.update(status="interrupted", error=exc.message, global_step=trainer.state.global_step)
+        if is_main():
+            write_json(run.manifest, manifest)
+        raise exc
     timings["train_s"] = time.perf_counter() - start
 
-    with atomic_dir(run.model) as tmp:
-        trainer.save_model(str(tmp))  # safetensors weights + config with id2label/label2id
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
+    save_final_model(trainer, tokenizer, run, recipe)
     train_metrics = dict(output.metrics)
     train_metrics["global_step"] = trainer.state.global_step
     train_metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    if not is_main():  # rank 0 evaluates and reports
+        return TrainResult(run, train_metrics, {}, timings)
 
     start = time.perf_counter()
     eval_metrics = evaluate_run(run, recipe.eval.split)
@@ -216,3 +243,33 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     manifest.update(status="complete", train=train_metrics, timings=timings)
     write_json(run.manifest, manifest)
     return TrainResult(run, train_metrics, eval_metrics, timings)
+
+
+def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
+    """Write <run>/model atomically: into a temporary sibling, then swapped in by rank 0.
+
+    Every rank takes part (sharded FSDP/DeepSpeed weights are gathered collectively); the
+    Trainer itself writes only on the main process."""
+    from tunekit.pipeline.adapters import save_trained
+
+    partial = run.root / ".model.partial"
+    if is_main():
+        shutil.rmtree(partial, ignore_errors=True)
+    barrier()
+    try:
+        save_trained(trainer, partial, recipe.model.name)  # full weights, or a PEFT adapter; config with id2label
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    barrier()
+    if not is_main():
+        return
+    try:
+        tokenizer.save_pretrained(str(partial))
+        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    with atomic_dir(run.model) as tmp:
+        tmp.rmdir()
+        os.replace(partial, tmp)

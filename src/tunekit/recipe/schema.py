@@ -8,7 +8,7 @@ resolved values; the README lists the keys). Key names used by scripts are stabl
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -123,12 +123,127 @@ class EarlyStoppingConfig(Strict):
     threshold: float = Field(0.0, ge=0.0, description="Smallest change of best_metric that counts.")
 
 
+# The options each PEFT method takes (method is always allowed). Options of another method are
+# rejected rather than ignored: `r` on ia3 means the recipe says something tunekit would not do.
+PEFT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "lora": ("r", "alpha", "dropout", "target_modules", "modules_to_save"),
+    "dora": ("r", "alpha", "dropout", "target_modules", "modules_to_save"),
+    "qlora": ("r", "alpha", "dropout", "target_modules", "modules_to_save"),
+    "ia3": ("target_modules", "feedforward_modules", "modules_to_save"),
+    "prefix": ("num_virtual_tokens", "modules_to_save"),
+    "prompt": ("num_virtual_tokens", "modules_to_save"),
+}
+# Defaults filled in for the chosen method only, so `validate --print` shows what will be used.
+PEFT_DEFAULTS: dict[str, dict[str, float]] = {
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.05},
+    "dora": {"r": 8, "alpha": 16, "dropout": 0.05},
+    "qlora": {"r": 8, "alpha": 16, "dropout": 0.05},
+    "prefix": {"num_virtual_tokens": 20},
+    "prompt": {"num_virtual_tokens": 20},
+}
+
+
+class PeftConfig(Strict):
+    method: Literal["lora", "dora", "qlora", "ia3", "prefix", "prompt"] = Field(
+        description="Adapter method: lora, dora (LoRA with a learned magnitude), qlora (LoRA on a 4-bit "
+        "base; CUDA only), ia3 (learned scaling vectors), prefix or prompt (trained virtual tokens)."
+    )
+    r: Optional[int] = Field(None, gt=0, description="LoRA rank (lora, dora, qlora). Default 8.")
+    alpha: Optional[float] = Field(
+        None, gt=0, description="LoRA scale numerator: updates are scaled by alpha / r (lora, dora, qlora). Default 16."
+    )
+    dropout: Optional[float] = Field(
+        None, ge=0.0, lt=1.0, description="Dropout on the LoRA branch's input (lora, dora, qlora). Default 0.05."
+    )
+    target_modules: Optional[list[str]] = Field(
+        None, min_length=1, description="Names of the layers to adapt (lora, dora, qlora, ia3). "
+        "Default: the attention projections of the model's architecture."
+    )
+    feedforward_modules: Optional[list[str]] = Field(
+        None, description="ia3: those target_modules whose input (not output) is scaled. "
+        "Default: the architecture's feed-forward output layer; none when target_modules is given."
+    )
+    num_virtual_tokens: Optional[int] = Field(
+        None, gt=0, description="Trained virtual tokens (prefix, prompt). Default 20."
+    )
+    modules_to_save: Optional[list[str]] = Field(
+        None, description="Modules trained in full and saved with the adapter. "
+        "Default: the task head (e.g. classifier, score), which a new task needs."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_fit_method(cls, data):
+        if not isinstance(data, dict) or data.get("method") not in PEFT_OPTIONS:
+            return data  # a missing or unknown method is reported by the field itself
+        method = data["method"]
+        allowed = PEFT_OPTIONS[method]
+        # None counts as absent, so a dumped recipe (which writes every key) loads again.
+        wrong = sorted(k for k, v in data.items() if k != "method" and k not in allowed
+                       and k in cls.model_fields and v is not None)
+        if wrong:
+            raise ValueError(f"method {method} takes no option {', '.join(wrong)} "
+                             f"(it takes: {', '.join(allowed)})")
+        filled = dict(data)
+        for key, value in PEFT_DEFAULTS.get(method, {}).items():
+            if filled.get(key) is None:
+                filled[key] = value
+        return filled
+
+    @model_validator(mode="after")
+    def _feedforward_among_targets(self):
+        if self.feedforward_modules and not self.target_modules:
+            raise ValueError("feedforward_modules needs target_modules (it names a subset of them)")
+        if self.feedforward_modules and not set(self.feedforward_modules) <= set(self.target_modules):
+            extra = sorted(set(self.feedforward_modules) - set(self.target_modules))
+            raise ValueError(f"feedforward_modules {', '.join(extra)} not in target_modules")
+        return self
+
+
 # Keyword arguments each scheduler accepts (transformers' get_scheduler scheduler_specific_kwargs).
 SCHEDULER_OPTIONS: dict[str, tuple[str, ...]] = {
     "cosine": ("num_cycles",),
     "cosine_with_restarts": ("num_cycles",),
     "polynomial": ("power", "lr_end"),
 }
+
+
+# Keys transformers 5 reads from fsdp_config (besides backward/forward prefetch and the like of FSDP1).
+FSDP_CONFIG_KEYS = ("version", "reshard_after_forward", "cpu_offload", "activation_checkpointing",
+                    "cpu_ram_efficient_loading", "state_dict_type", "auto_wrap_policy",
+                    "transformer_layer_cls_to_wrap", "min_num_params", "backward_prefetch",
+                    "forward_prefetch", "limit_all_gathers", "use_orig_params", "sync_module_states",
+                    "xla", "xla_fsdp_settings", "xla_fsdp_grad_ckpt")
+
+
+class DistributedConfig(Strict):
+    """Passed through to the Trainer for multi-process runs (`--nproc`, torchrun, accelerate)."""
+
+    fsdp: list[Literal["full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2",
+                       "offload", "auto_wrap"]] = Field(
+        default_factory=list, description="FSDP sharding options, e.g. [full_shard, auto_wrap]."
+    )
+    fsdp_config: dict[str, Any] = Field(default_factory=dict, description="FSDP settings (transformers' fsdp_config).")
+    deepspeed: Optional[str] = Field(None, description="Path to a DeepSpeed JSON config (deepspeed must be installed).")
+    backend: Optional[Literal["gloo", "nccl"]] = Field(
+        None, description="Process-group backend; default: NCCL on GPUs, gloo on CPU."
+    )
+
+    @field_validator("fsdp_config")
+    @classmethod
+    def _known_fsdp_keys(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(FSDP_CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"unknown fsdp_config key {', '.join(unknown)} (known: {', '.join(FSDP_CONFIG_KEYS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_engine(self):
+        if self.fsdp and self.deepspeed:
+            raise ValueError("choose FSDP or DeepSpeed, not both")
+        if self.fsdp_config and not self.fsdp:
+            raise ValueError("fsdp_config is set but fsdp is empty: list the FSDP options, e.g. [full_shard]")
+        return self
 
 
 class TrainConfig(Strict):
@@ -173,6 +288,10 @@ class TrainConfig(Strict):
     )
     logging_steps: int = Field(10, gt=0)
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk.")
+    peft: Optional[PeftConfig] = Field(
+        None, description="Train a PEFT adapter (and the task head) instead of every weight."
+    )
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -183,6 +302,14 @@ class TrainConfig(Strict):
                              f" (it takes: {', '.join(allowed) or 'none'})")
         if self.early_stopping and self.eval_every == "never":
             raise ValueError("early_stopping needs evaluations: set eval_every to epoch or a step count")
+        return self
+
+    @model_validator(mode="after")
+    def _peft_replaces_freeze(self):
+        # An adapter freezes every base weight itself, so a freeze rule would change nothing.
+        if self.peft is not None and self.freeze != FreezeConfig():
+            raise ValueError("train.freeze has no effect with train.peft (the adapter leaves every base "
+                             "weight frozen already): remove one of them")
         return self
 
 

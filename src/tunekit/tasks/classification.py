@@ -129,26 +129,36 @@ def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
     return out
 
 
-def build_model(model_path: str, names: Sequence[str]):
+def build_model(model_path: str, names: Sequence[str], **load_kwargs):
+    """load_kwargs: extra from_pretrained arguments (qlora's 4-bit quantization, see pipeline/adapters.py)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         model_path,
         dtype=torch.float32,  # fp32 master weights (transformers 5 defaults to the checkpoint's dtype)
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
         ignore_mismatched_sizes=True,  # a run's own head may have another label count
+        **load_kwargs,
     )
+    # The head's loss is a plain per-batch mean. The Trainer takes a forward(**kwargs) as a
+    # sign that the loss normalises by a token count it passes in, and then skips dividing by
+    # gradient accumulation and multiplies by the process count: gradients (and logged losses)
+    # grad_accum or N times too large. Saying so keeps its default averaging.
+    model.accepts_loss_kwargs = False
+    return model
 
 
 def load_trained(model_path: str):
-    """A model written by finetune (its config carries id2label)."""
+    """A model written by finetune: full weights, or a PEFT adapter on its base (config carries id2label)."""
     from transformers import AutoModelForSequenceClassification
 
+    from tunekit.pipeline.adapters import load_model
+
     try:
-        return AutoModelForSequenceClassification.from_pretrained(model_path)
+        return load_model(model_path, AutoModelForSequenceClassification)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
                          "point at a folder written by tunekit finetune (<run>/model)") from None

@@ -1,0 +1,45 @@
+"""Checkpoints a run can resume from: complete ones only, newest first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from tunekit.runs import RunDir
+
+# What a checkpoint needs for an exact resume: trainer state, weights (full or adapter),
+# optimizer and scheduler state, and the RNG states (one file per process when distributed).
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
+    import json
+
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if not any(path.glob("*.safetensors")):
+        missing.append("weights (*.safetensors)")
+    if not any(path.glob("rng_state*.pth")):
+        missing.append("rng_state.pth")
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return "trainer_state.json is unreadable"
+    return None
+
+
+def last_checkpoint(run: RunDir, say: Optional[Callable[[str], None]] = None) -> Optional[Path]:
+    """The newest complete checkpoint; newer incomplete or unreadable ones are skipped (and said)."""
+    if not run.checkpoints.is_dir():
+        return None
+    numbered = [(int(p.name.split("-")[-1]), p) for p in run.checkpoints.glob("checkpoint-*")
+                if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for _, path in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        if say:
+            say(f"skipping {path.name}: {problem}")
+    return None
