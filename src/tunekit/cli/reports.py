@@ -82,7 +82,8 @@ def show_training(train: dict, timings: dict) -> None:
     table.add_column("item")
     table.add_column("value", justify="right")
     for key, label in (("global_step", "steps"), ("train_loss", "final mean train loss"),
-                       ("train_samples_per_second", "samples/s"), ("best_checkpoint", "best checkpoint")):
+                       ("train_samples_per_second", "samples/s"), ("best_checkpoint", "best checkpoint"),
+                       ("peak_gpu_memory_mib", "peak GPU memory (MiB)")):
         value = train.get(key)
         if value is not None:
             table.add_row(label, f"{value:.4f}" if isinstance(value, float) else str(value))

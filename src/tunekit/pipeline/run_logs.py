@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tunekit.console import console
 from tunekit.runs import RunDir
 
 
@@ -19,8 +20,12 @@ class RunLogger(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # a lean install (e.g. --no-deps on a GPU image): the JSON log still works
+                console.print("[yellow]warning:[/] tensorboard is not installed: no event files in "
+                              f"{self.run.logs} (pip install tensorboard); metrics.jsonl is written")
+                return
             self.writer = SummaryWriter(log_dir=str(self.run.logs))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -61,8 +66,11 @@ def plot_curves(metrics_log: Path, out: Path) -> None:
     """Training loss, and each validation metric, against the step."""
     if not metrics_log.is_file():
         return
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        console.print(f"[yellow]warning:[/] matplotlib is not installed: no {out.name} (pip install matplotlib)")
+        return
     matplotlib.use("Agg")  # no display on servers and in CI
     import matplotlib.pyplot as plt
 

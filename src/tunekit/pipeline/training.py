@@ -234,6 +234,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     train_metrics = dict(output.metrics)
     train_metrics["global_step"] = trainer.state.global_step
     train_metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    train_metrics.update(peak_memory())
     if not is_main():  # rank 0 evaluates and reports
         return TrainResult(run, train_metrics, {}, timings)
 
@@ -273,3 +274,12 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
     with atomic_dir(run.model) as tmp:
         tmp.rmdir()
         os.replace(partial, tmp)
+
+
+def peak_memory() -> dict:
+    """This process's peak accelerator memory during training (what --dry-run estimates)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
