@@ -51,3 +51,9 @@ def test_warmup_ratio_is_passed_as_a_fraction(tmp_path):
 def test_inconsistent_settings_rejected(train, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**train)
+
+
+def test_report_to_passes_through_and_defaults_to_none(tmp_path):
+    # tunekit writes TensorBoard events and metrics.jsonl itself; trackers are the user's extra
+    assert args(tmp_path).report_to == []
+    assert args(tmp_path, report_to=["mlflow", "wandb"]).report_to == ["mlflow", "wandb"]
