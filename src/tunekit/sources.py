@@ -141,11 +141,18 @@ def _load_saved_dataset(path: Path, split: str) -> "pd.DataFrame":
 
 
 def resolve_model(ref: str) -> str:
-    """A model reference -> a local folder (or a .gguf file path) that from_pretrained can load."""
+    """A model reference -> a local folder that from_pretrained can load.
+
+    A `.gguf` file (a path or pkg://) becomes a dequantized folder in tunekit's cache."""
     if ref.startswith(PKG_SCHEME):
-        return str(resolve_pkg(ref, ModelError))
-    path = Path(ref).expanduser()
-    if path.exists():
+        path = resolve_pkg(ref, ModelError)
+    else:
+        path = Path(ref).expanduser()
+    if path.suffix.lower() == ".gguf":
+        from tunekit.gguf_import import import_gguf
+
+        return str(import_gguf(path))
+    if ref.startswith(PKG_SCHEME) or path.exists():
         return str(path)
     looks_local = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or os.sep != "/" and os.sep in ref
     if looks_local:
