@@ -143,7 +143,7 @@ def time_training(recipe, run, names, train, tokenizer, collator, steps: int, th
 
     torch.set_num_threads(threads)  # both sides get the same intra-op thread count
     set_seed(recipe.train.seed)  # same classifier-head initialisation on both sides
-    model = get_task(recipe.task).build_model(resolve_model(recipe.model.name), names)
+    model = get_task(recipe.task).build_model(resolve_model(recipe.model.name), {"label_names": names})
     # tunekit's own arguments (group_by_length, lr, warmup, precision...), changed only where the
     # benchmark needs it. dataclasses.replace re-runs TrainingArguments' validation (__post_init__).
     args = dataclasses.replace(training_arguments(recipe.train, run, has_validation=False),

@@ -59,7 +59,7 @@ def import_gguf(path: Path) -> Path:
         # dequantize=True unpacks every block into dense fp32 weights: trainable and saveable
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
                                                      quantization_config=GgufConfig(dequantize=True))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # the GGUF reader fails in many ways (struct, value, key errors) on a bad file
         raise ModelError(f"cannot read {path} as a GGUF model: {str(exc).splitlines()[0]}",
                          "use a GGUF file of a causal LM architecture transformers supports (e.g. Llama)") from None
     with atomic_dir(target) as tmp:

@@ -107,10 +107,27 @@ def _read_json(path: Path) -> "pd.DataFrame":
         return pd.read_json(path, lines=True, dtype=False)  # JSON lines with a .json name
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
+        if obj and isinstance(obj[0], dict) and "paragraphs" in obj[0]:
+            obj = _flatten_squad(obj)
     if not isinstance(obj, list):
         raise DataError(f"{path.name}: expected a JSON list of records (or {{\"data\": [...]}})",
                         "write one object per row, or use JSON lines (.jsonl)")
     return pd.DataFrame.from_records(obj)
+
+
+def _flatten_squad(articles: list) -> list[dict]:
+    """SQuAD v1.1/v2.0 JSON (articles > paragraphs > qas) -> one row per question, with answers
+    in the flat layout {text: [...], answer_start: [...]} (empty lists: no answer)."""
+    rows = []
+    for article in articles:
+        for paragraph in article.get("paragraphs", []):
+            for qa in paragraph.get("qas", []):
+                answers = qa.get("answers") or []
+                rows.append({"id": str(qa.get("id", len(rows))), "title": article.get("title", ""),
+                             "context": paragraph.get("context"), "question": qa.get("question"),
+                             "answers": {"text": [a["text"] for a in answers],
+                                         "answer_start": [int(a["answer_start"]) for a in answers]}})
+    return rows
 
 
 def _read_text(path: Path) -> "pd.DataFrame":

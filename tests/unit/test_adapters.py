@@ -135,7 +135,7 @@ def test_unknown_layer_names_are_clear_errors():
 @pytest.mark.parametrize("peft", [{"method": "lora"}, {"method": "dora"}, {"method": "ia3"},
                                   {"method": "prompt", "num_virtual_tokens": 4}])
 def test_adapter_trains_a_small_part_and_the_head(tiny_model_dir, peft):
-    model = classification.build_model(str(tiny_model_dir), NAMES)
+    model = classification.build_model(str(tiny_model_dir), {"label_names": NAMES})
     base_total = sum(p.numel() for p in model.parameters())
     head = sum(p.numel() for p in model.classifier.parameters())
     wrapped, trainable, total = adapters.apply_adapters(model, train_cfg(**peft))
@@ -147,7 +147,7 @@ def test_adapter_trains_a_small_part_and_the_head(tiny_model_dir, peft):
 
 
 def test_prefix_tuning_says_what_to_use_instead(tiny_model_dir):
-    model = classification.build_model(str(tiny_model_dir), NAMES)
+    model = classification.build_model(str(tiny_model_dir), {"label_names": NAMES})
     with pytest.raises(TunekitError, match="prefix does not work with BertForSequenceClassification") as info:
         adapters.apply_adapters(model, train_cfg(method="prefix"))
     assert "method: prompt" in info.value.hint
@@ -198,7 +198,7 @@ def headless_base(tiny_model_dir, tmp_path_factory) -> Path:
 
 def trained_adapter(base: Path, out: Path, **peft):
     """Wrap, 'train' (perturb every trainable weight), save as finetune does; return the model."""
-    model = classification.build_model(str(base), NAMES)
+    model = classification.build_model(str(base), {"label_names": NAMES})
     wrapped, _, _ = adapters.apply_adapters(model, train_cfg(**peft))
     torch.manual_seed(3)
     with torch.no_grad():
@@ -221,7 +221,7 @@ def logits(model, base: Path):
 
 
 def test_a_layer_missing_from_the_checkpoint_is_saved_with_the_adapter(headless_base):
-    model = classification.build_model(str(headless_base), NAMES)
+    model = classification.build_model(str(headless_base), {"label_names": NAMES})
     assert adapters.default_modules_to_save(model) == ["classifier", "bert.pooler.dense"]
     assert adapters.default_modules_to_save(bert()) == ["classifier"]  # not loaded: no flags to read
 

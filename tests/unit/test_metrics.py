@@ -94,7 +94,7 @@ def test_trainer_metrics_use_argmax_of_logits():
         predictions = np.array([[2.0, 0.1, 0.0], [0.0, 0.1, 3.0], [0.0, 1.0, 0.5], [1.0, 0.0, 0.0]])
         label_ids = np.array([0, 2, 2, 1])
 
-    out = trainer_metrics(NAMES)(EvalPred())
+    out = trainer_metrics({"label_names": NAMES})(EvalPred())
     assert set(out) == set(METRIC_NAMES)
     assert out["accuracy"] == pytest.approx(0.5)
     assert out["f1_macro"] == pytest.approx(f1_score([0, 2, 2, 1], [0, 2, 1, 0], average="macro"))

@@ -61,7 +61,7 @@ def test_valid_recipe_loads_typed_and_with_defaults(tmp_path):
     assert recipe.data.split.validation == 0.1 and recipe.data.split.seed == 42
     assert recipe.tokenize.max_length == 128 and recipe.tokenize.truncation == "truncate"
     assert recipe.train.eval_every == "epoch"
-    assert recipe.eval.metrics == ["accuracy", "f1_macro"]
+    assert recipe.eval.metrics is None and recipe.train.best_metric is None  # the task's defaults
 
 
 def test_recipe_is_frozen(tmp_path):

@@ -307,10 +307,15 @@ def test_resolve_model_local_folder(tmp_path, monkeypatch):
     assert resolve_model("model") == "model"  # relative folder that exists
 
 
-def test_resolve_model_gguf_file(tmp_path):
+def test_resolve_model_gguf_file_is_imported(tmp_path, monkeypatch):
+    """A .gguf reference goes through the GGUF import (tests/integration/test_gguf.py runs a real
+    one); a file that only starts like one is a clear error, and nothing is cached."""
+    monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "m.Q4.gguf"
     path.write_bytes(b"GGUF")
-    assert resolve_model(str(path)) == str(path)
+    with pytest.raises(ModelError, match="cannot read .*m.Q4.gguf as a GGUF model"):
+        resolve_model(str(path))
+    assert not list((tmp_path / "cache").glob("gguf/*"))
 
 
 @pytest.mark.parametrize("ref", ["./nope/model", "/definitely/not/here", "a/b/c"])

@@ -55,8 +55,11 @@ def finetune(
         return
     show_training(result.train_metrics, result.timings)
     show_metrics(result.eval_metrics, "evaluation")
+    from tunekit.recipe.schema import DEFAULT_METRICS
+
+    metric = DEFAULT_METRICS[cfg.task][0]
     console.print(f"[green]done:[/] model in {result.run.model}; gate it with "
-                  f"`tunekit eval {result.run.root} --min accuracy=0.8`")
+                  f"`tunekit eval {result.run.root} --min {metric}={result.eval_metrics.get(metric, 0) * 0.95:.4g}`")
 
 
 def _memory_budget(gpu_memory: Optional[str], dry_run: bool) -> Optional[int]:

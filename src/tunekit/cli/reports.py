@@ -21,20 +21,22 @@ def show_prepare(report: dict, reused: bool) -> None:
         table.add_row(split, str(counts["rows_in"]), *(str(counts.get(n, 0)) for n in names), str(counts["rows_out"]))
     console.print(table)
 
-    labels = report["label_names"]
+    # classification: rows per class; other tasks: their own counts per split (e.g. qa: answerable)
+    distribution = report.get("label_distribution") or report.get("distribution") or {}
+    labels = report.get("label_names") or (list(next(iter(distribution.values()))) if distribution else [])
     dist = Table(title="splits", title_justify="left")
     dist.add_column("split")
     dist.add_column("rows", justify="right")
     for name in labels:
         dist.add_column(name, justify="right")
-    for split, counts in report["label_distribution"].items():
+    for split, counts in distribution.items():
         total = report["rows"][split]
         dist.add_row(split, str(total), *(f"{counts[n]} ({100 * counts[n] / max(total, 1):.0f}%)" for n in labels))
     console.print(dist)
     if report.get("split_from_train"):
         console.print(f"split from train: {', '.join(report['split_from_train'])}")
     leaks = {k: v for k, v in report["leakage"].items() if v}
-    console.print("leakage: " + (", ".join(f"{k} share {v} texts" for k, v in leaks.items()) if leaks else "none"))
+    console.print("leakage: " + (", ".join(f"{k} share {v} examples" for k, v in leaks.items()) if leaks else "none"))
     for warning in report.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -55,7 +57,9 @@ def show_metrics(metrics: dict, title: str) -> None:
     table = Table(title=f"{title}: {metrics.get('split')} split, {metrics.get('n')} examples", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+    from tunekit.recipe.schema import METRICS
+
+    for key in METRICS.get(metrics.get("task", "classification"), ()):
         if key in metrics:
             table.add_row(key, f"{metrics[key]:.4f}")
     console.print(table)

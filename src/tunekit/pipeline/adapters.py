@@ -64,6 +64,7 @@ ATTENTION = re.compile(r"attn|attention", re.IGNORECASE)
 PROMPT_LEARNING = ("PREFIX_TUNING", "PROMPT_TUNING")
 # peft task type -> the transformers class that loads the base model of such an adapter.
 AUTO_CLASSES = {"SEQ_CLS": "AutoModelForSequenceClassification", "TOKEN_CLS": "AutoModelForTokenClassification",
+                "QUESTION_ANS": "AutoModelForQuestionAnswering",
                 "CAUSAL_LM": "AutoModelForCausalLM", "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM"}
 
 

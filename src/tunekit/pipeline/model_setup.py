@@ -7,7 +7,7 @@ same trainable parameters the run will train.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tunekit.errors import ModelError
 from tunekit.pipeline.adapters import apply_adapters, quantization_kwargs
@@ -26,7 +26,8 @@ class ModelSetup:
     total: int
 
 
-def build_training_model(recipe: Recipe, names: Sequence[str]) -> ModelSetup:
+def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
+    """`meta`: what the task learned from the training data (e.g. label names)."""
     from transformers import set_seed
 
     from tunekit.pipeline.tokenization import load_tokenizer
@@ -37,11 +38,11 @@ def build_training_model(recipe: Recipe, names: Sequence[str]) -> ModelSetup:
     set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
     load_kwargs = quantization_kwargs(recipe.train.peft)  # qlora: 4-bit base weights (CUDA only)
     try:
-        model = task.build_model(model_path, names, **load_kwargs)
+        model = task.build_model(model_path, meta, **load_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
                          "point model.name at a folder with config.json and weights") from None
     trainable, total = apply_freeze(model, recipe.train.freeze)
     if recipe.train.peft is not None:  # counts after PEFT: the adapter (and head) train, the rest is frozen
-        model, trainable, total = apply_adapters(model, recipe.train, tokenizer)
+        model, trainable, total = apply_adapters(model, recipe.train, tokenizer, task.PEFT_TASK_TYPE)
     return ModelSetup(model, tokenizer, model_path, trainable, total)

@@ -313,6 +313,7 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
 
     from tunekit.errors import RunDirError
     from tunekit.pipeline.model_setup import build_training_model
+    from tunekit.tasks import get_task
     from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
     from tunekit.recipe import dump_recipe
     from tunekit.runs import RunDir
@@ -337,7 +338,7 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
     else:
         data_note = f"wrote the prepared and tokenized data cache to {run.root / 'data'} (finetune would too)"
 
-    setup = build_training_model(recipe, prepared.report["label_names"])
+    setup = build_training_model(recipe, get_task(recipe.task).meta_from_report(prepared.report))
     shape = read_shape(setup.model)
     params = read_params(setup.model, shape.layers)
     train = tokenized.report["splits"]["train"]

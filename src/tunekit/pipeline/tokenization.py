@@ -84,10 +84,7 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     out = {}
     splits = {}
     for split, ds in source.items():
-        mapped = tokenize_split(ds, task, tokenizer, recipe.tokenize, split)
-        mapped, stats = apply_policy(mapped, recipe.tokenize, split)
-        out[split] = mapped.remove_columns("n_tokens")
-        splits[split] = stats
+        out[split], splits[split] = task.encode(ds, tokenizer, recipe.tokenize, split)
     report = {"fingerprint": fp, "tokenizer": recipe.model.tokenizer or recipe.model.name,
               "max_length": recipe.tokenize.max_length, "truncation": recipe.tokenize.truncation,
               "splits": splits}
@@ -97,23 +94,24 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     return prepared, StepResult(fp, report, False, time.perf_counter() - start)
 
 
-def tokenize_split(ds, task, tokenizer, cfg: TokenizeConfig, split: str):
-    """Encode one prepared split in batches (adds `row` and the untruncated `n_tokens`)."""
-    return ds.map(_encoder(task, tokenizer, cfg), batched=True, batch_size=MAP_BATCH, with_indices=True,
+def tokenize_split(ds, preprocess, tokenizer, cfg: TokenizeConfig, split: str):
+    """Encode one prepared split in batches, one feature per row (adds `row` and the untruncated
+    `n_tokens`); `preprocess(batch, tokenizer, max_length)` is the task's encoder."""
+    return ds.map(_encoder(preprocess, tokenizer, cfg), batched=True, batch_size=MAP_BATCH, with_indices=True,
                   remove_columns=ds.column_names, desc=f"tokenize {split}",
                   load_from_cache_file=False, keep_in_memory=True)
 
 
-def _encoder(task, tokenizer, cfg: TokenizeConfig):
+def _encoder(preprocess, tokenizer, cfg: TokenizeConfig):
     """Encode without truncation to measure true lengths; re-encode only the long rows."""
     def encode(batch: dict, rows: list[int]) -> dict:
-        full = task.preprocess(batch, tokenizer, None)
+        full = preprocess(batch, tokenizer, None)
         full["row"] = rows  # the row in the prepared split, so predictions can show the text
         lengths = [len(ids) for ids in full["input_ids"]]
         long_rows = [i for i, n in enumerate(lengths) if n > cfg.max_length]
         if long_rows and cfg.truncation == "truncate":
             subset = {key: [values[i] for i in long_rows] for key, values in batch.items()}
-            cut = task.preprocess(subset, tokenizer, cfg.max_length)
+            cut = preprocess(subset, tokenizer, cfg.max_length)
             for j, i in enumerate(long_rows):
                 for key in cut:
                     full[key][i] = cut[key][j]

@@ -21,7 +21,7 @@ from tunekit.pipeline.distributed import (barrier, check_distributed, distribute
 from tunekit.pipeline.model_setup import build_training_model
 from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
-from tunekit.recipe.schema import TrainConfig
+from tunekit.recipe.schema import TrainConfig, best_metric
 from tunekit.runs import RunDir, atomic_dir, environment_info, write_json, write_text
 from tunekit.tasks import get_task
 
@@ -72,7 +72,7 @@ def resolve_precision(precision: str) -> str:
     return "fp32"
 
 
-def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
+def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task: str = "classification"):
     import torch
     from transformers import TrainingArguments
 
@@ -82,6 +82,7 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
     interval = "steps" if isinstance(cfg.eval_every, int) else "epoch"
     steps = cfg.eval_every if isinstance(cfg.eval_every, int) else None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio
+    metric = best_metric(cfg, task)
     return TrainingArguments(
         output_dir=str(run.checkpoints),
         num_train_epochs=cfg.epochs,
@@ -105,8 +106,8 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool):
         save_strategy=interval,
         **({"eval_steps": steps, "save_steps": steps} if steps else {}),
         load_best_model_at_end=evaluating and (cfg.keep_best or cfg.early_stopping is not None),
-        metric_for_best_model=cfg.best_metric if cfg.best_metric != "loss" else "eval_loss",
-        greater_is_better=cfg.best_metric != "loss",
+        metric_for_best_model=metric if metric != "loss" else "eval_loss",
+        greater_is_better=metric != "loss",
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # let LossGuard see a NaN/inf loss instead of hiding it
@@ -154,8 +155,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         show(prepared, tokenized)
 
     task = get_task(recipe.task)
-    names = prepared.report["label_names"]
-    setup = build_training_model(recipe, names)
+    meta = task.meta_from_report(prepared.report)
+    setup = build_training_model(recipe, meta)
     model, tokenizer, trainable, total = setup.model, setup.tokenizer, setup.trainable, setup.total
     data = datasets.load_from_disk(str(run.tokenized))
     has_validation = "validation" in data
@@ -181,7 +182,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     from tunekit.pipeline.run_logs import RunLogger, trim_metrics_log
     from tunekit.pipeline.sampling import trace_batches, trainer_class
 
-    args = training_arguments(recipe.train, run, has_validation)
+    args = training_arguments(recipe.train, run, has_validation, recipe.task)
     progress = RichProgress()
     run_logger = RunLogger(run)
     stopper = StopOnSignal()
@@ -198,7 +199,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         model=model, args=args, train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         data_collator=task.collator(tokenizer), processing_class=tokenizer,
-        compute_metrics=task.trainer_metrics(names), callbacks=callbacks,
+        compute_metrics=task.trainer_metrics(meta), callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
     console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "

@@ -23,8 +23,14 @@ class ModelConfig(Strict):
 
 
 class Columns(Strict):
-    text: str = Field("text", description="Column holding the input text.")
-    label: str = Field("label", description="Column holding the label (name, integer or score).")
+    """Which source column plays each role; a task reads only the roles it needs."""
+
+    text: str = Field("text", description="classification: the input text.")
+    label: str = Field("label", description="classification: the label (name, integer or score).")
+    context: str = Field("context", description="qa: the passage that holds the answer.")
+    question: str = Field("question", description="qa: the question.")
+    answers: str = Field("answers", description="qa: {text: [...], answer_start: [...]} (SQuAD layout).")
+    id: str = Field("id", description="qa: a question id (made up from the row number when absent).")
 
 
 class LabelConfig(Strict):
@@ -100,6 +106,7 @@ class TokenizeConfig(Strict):
     truncation: Literal["truncate", "drop", "error"] = Field(
         "truncate", description="Longer examples are truncated, dropped (counted), or an error."
     )
+    stride: int = Field(128, ge=0, description="qa: tokens shared by consecutive windows of a long passage.")
 
 
 class FreezeConfig(Strict):
@@ -280,7 +287,10 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing factor.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, slower steps.")
     keep_best: bool = Field(True, description="Reload the best checkpoint (by best_metric) at the end.")
-    best_metric: str = Field("accuracy", description="Validation metric that picks the best checkpoint.")
+    best_metric: Optional[str] = Field(
+        None, description="Validation metric that picks the best checkpoint (default: the task's, "
+        "accuracy for classification, loss for qa)."
+    )
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     report_to: list[Literal["wandb", "mlflow", "comet_ml", "clearml", "dvclive", "trackio"]] = Field(
         default_factory=list,
@@ -315,15 +325,29 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     split: Literal["test", "validation"] = Field("test", description="Split scored after training.")
-    metrics: list[str] = Field(["accuracy", "f1_macro"], description="Metrics shown in the summary.")
+    metrics: Optional[list[str]] = Field(None, description="Metrics shown in the summary (default: the task's).")
+    n_best: int = Field(20, ge=1, description="qa: candidate starts and ends searched per window.")
+    max_answer_length: int = Field(30, ge=1, description="qa: longest answer, in tokens.")
+    null_threshold: float = Field(0.0, description="qa (v2 data): how much better 'no answer' must score.")
 
 
-TaskName = Literal["classification"]
+TaskName = Literal["classification", "qa"]
 
 # Metric names each task produces (kept here so validation never imports the task modules).
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro"),
+    "qa": ("exact_match", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"),
 }
+# Metrics the Trainer's own validation computes, so train.best_metric may name them (QA scores
+# need span decoding over whole examples, which runs in `eval`; its checkpoints go by loss).
+TRAIN_METRICS: dict[str, tuple[str, ...]] = {"classification": METRICS["classification"], "qa": ()}
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {"classification": ("accuracy", "f1_macro"),
+                                               "qa": ("exact_match", "f1")}
+
+
+def best_metric(cfg: "TrainConfig", task: str) -> str:
+    """train.best_metric, or the task's default: its first training metric, else loss."""
+    return cfg.best_metric or (TRAIN_METRICS[task][0] if TRAIN_METRICS[task] else "loss")
 
 
 class Recipe(Strict):
@@ -352,10 +376,10 @@ def metric_problems(data: dict) -> list[tuple[tuple[str, ...], str]]:
     train_section = data.get("train") if isinstance(data.get("train"), dict) else {}
     if isinstance(eval_section.get("metrics"), list):
         found += [(("eval", "metrics"), name) for name in eval_section["metrics"]]
-    if "best_metric" in train_section:
+    if train_section.get("best_metric") is not None:
         found.append((("train", "best_metric"), train_section["best_metric"]))
     for loc, name in found:
-        allowed = known | ({"loss"} if loc[0] == "train" else set())
+        allowed = set(TRAIN_METRICS[task]) | {"loss"} if loc[0] == "train" else known
         if name not in allowed:
             problems.append((loc, f"unknown metric {name!r} for task {task}; known: {', '.join(sorted(allowed))}"))
     return problems

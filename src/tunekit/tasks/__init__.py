@@ -1,8 +1,20 @@
 """Task registry: a task name -> the module that implements it (imported on first use).
 
-Each task module provides: encode_targets, check_data, preprocess, build_model, collator,
-predict_batch and compute_metrics (see tasks/classification.py). Adding a task means one
-new module plus one line here.
+The pipeline steps never know what a label or an answer is; each task module provides:
+
+    COLUMNS                         data.columns roles it reads
+    meta(train_table, data)         what later steps need from the training data (label names)
+    meta_from_report(report)        the same, read back from prepare_report.json
+    clean(table, data, meta, where) -> (rows kept, counts per rule); raises on bad data
+    split_units(frame, stratify)    strata of units (row lists kept together) for carving splits
+    leakage_key(frame)              what counts as the same example across splits
+    describe(frames, meta)          the task's part of prepare_report.json (incl. warnings)
+    to_dataset(frame, meta)         a split as a datasets.Dataset
+    encode(ds, tokenizer, cfg, split) -> (model inputs, tokenize stats)
+    build_model(path, meta), load_trained(path), collator(tokenizer), trainer_metrics(meta)
+    evaluate(model_path, tokenized, prepared, eval_cfg) -> (metrics, prediction rows)
+
+Adding a task means one new module plus one line here (and its metric names in the schema).
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from types import ModuleType
 
 TASKS: dict[str, str] = {
     "classification": "tunekit.tasks.classification",
+    "qa": "tunekit.tasks.qa",
 }
 
 

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TRAINER = "Trainer"
+PEFT_TASK_TYPE = "SEQ_CLS"  # peft's name for the task (adapter config, base class to load)
 METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+COLUMNS = ("text", "label")  # the data.columns roles this task reads
 
 
 # ---- prepare ---------------------------------------------------------------------------------
@@ -119,6 +121,95 @@ def check_data(label_ids: dict[str, list[int]], names: Sequence[str]) -> list[st
     return warnings
 
 
+# ---- the task protocol: prepare ---------------------------------------------------------------
+
+def meta(train: "pd.DataFrame", data) -> dict:
+    """What later steps need to know from the training data: the class names in id order."""
+    return {"label_names": label_names(train["label"], data.labels)}
+
+
+def meta_from_report(report: dict) -> dict:
+    return {"label_names": report["label_names"]}
+
+
+def clean(table: "pd.DataFrame", data, meta: dict, where: str):
+    """Apply the cleaning rules in order, counting the rows each one drops."""
+    import pandas as pd
+
+    rules = data.clean
+    texts = [None if _missing(t) else str(t) for t in table["text"]]
+    if rules.normalize_whitespace:
+        texts = [" ".join(t.split()) if t is not None else None for t in texts]
+    ids, reasons = encode_targets(table["label"], meta["label_names"], data.labels, where)
+    counts = {"rows_in": len(table), "missing_or_empty_text": 0, "missing_label": 0}
+    rows = []
+    for text, label, why in zip(texts, ids, reasons):
+        if text is None or (rules.drop_empty and text == ""):
+            counts["missing_or_empty_text"] += 1
+        elif why:
+            counts[why] = counts.get(why, 0) + 1
+        else:
+            rows.append((text, label))
+    if rules.drop_duplicates:
+        unique = list(dict.fromkeys(rows))  # keeps first occurrences, in order
+        counts["duplicates"] = len(rows) - len(unique)
+        rows = unique
+    counts["rows_out"] = len(rows)
+    return pd.DataFrame(rows, columns=["text", "label"]), counts
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def split_units(frame: "pd.DataFrame", stratify: bool) -> list[list[list[int]]]:
+    """Strata of units of row indices for carving out validation/test: one row per unit,
+    stratified by label so every split keeps the class balance."""
+    if not stratify:
+        return [[[i] for i in frame.index]]
+    return [[[i] for i in group.index] for _, group in frame.groupby("label", sort=True)]
+
+
+def leakage_key(frame: "pd.DataFrame"):
+    return frame["text"]
+
+
+def describe(frames: dict, meta: dict) -> dict:
+    """The task's part of prepare_report.json (checks that raise come first)."""
+    names = meta["label_names"]
+    return {
+        "label_names": names,
+        "label_distribution": {
+            s: {names[i]: int((f["label"] == i).sum()) for i in range(len(names))} for s, f in frames.items()
+        },
+        "warnings": check_data({s: f["label"].tolist() for s, f in frames.items()}, names),
+    }
+
+
+def to_dataset(frame: "pd.DataFrame", meta: dict):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=meta["label_names"])})
+    return datasets.Dataset.from_dict({"text": frame["text"].tolist(), "label": frame["label"].astype(int).tolist()},
+                                      features=features)
+
+
+def encode(ds, tokenizer, cfg, split: str):
+    """One prepared split -> model inputs and the tokenize report's stats for it."""
+    from tunekit.pipeline.tokenization import apply_policy, tokenize_split
+
+    mapped, stats = apply_policy(tokenize_split(ds, preprocess, tokenizer, cfg, split), cfg, split)
+    return mapped.remove_columns("n_tokens"), stats
+
+
 # ---- tokenize / train ------------------------------------------------------------------------
 
 def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
@@ -129,11 +220,12 @@ def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
     return out
 
 
-def build_model(model_path: str, names: Sequence[str], **load_kwargs):
+def build_model(model_path: str, meta: dict, **load_kwargs):
     """load_kwargs: extra from_pretrained arguments (qlora's 4-bit quantization, see pipeline/adapters.py)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    names = meta["label_names"]
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path,
         dtype=torch.float32,  # fp32 master weights (transformers 5 defaults to the checkpoint's dtype)
@@ -214,8 +306,10 @@ def compute_metrics(preds: Sequence[int], refs: Sequence[int], names: Sequence[s
     }
 
 
-def trainer_metrics(names: Sequence[str]):
+def trainer_metrics(meta: dict):
     """compute_metrics for the Trainer's evaluation loop (flat scalars only)."""
+    names = meta["label_names"]
+
     def compute(eval_pred) -> dict:
         logits, refs = eval_pred.predictions, eval_pred.label_ids
         if isinstance(logits, tuple):
@@ -223,3 +317,40 @@ def trainer_metrics(names: Sequence[str]):
         metrics = compute_metrics(logits.argmax(-1).tolist(), refs.tolist(), names)
         return {name: metrics[name] for name in METRIC_NAMES}
     return compute
+
+
+# ---- eval ------------------------------------------------------------------------------------
+
+EVAL_BATCH = 64
+
+
+def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
+    """Predict a tokenized split in length-sorted batches -> (metrics, prediction rows).
+
+    `prepared` is the split before tokenization (its `text` column is shown beside each
+    prediction); `cfg` is the recipe's eval section (unused by this task)."""
+    import torch
+
+    from tunekit.pipeline.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path)
+    model = load_trained(model_path)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    collate = collator(tokenizer)
+    columns = {c: data[c] for c in data.column_names if c != "row"}  # python lists, read once
+    order = sorted(range(len(data)), key=lambda i: len(columns["input_ids"][i]))  # less padding per batch
+    preds: dict[int, tuple[int, list[float]]] = {}
+    for start in range(0, len(order), EVAL_BATCH):
+        idx = order[start:start + EVAL_BATCH]
+        batch = collate([{k: values[i] for k, values in columns.items()} for i in idx])
+        ids, probs = predict_batch(model, batch)
+        preds.update(zip(idx, zip(ids, probs)))
+    refs = columns["labels"]
+    metrics = compute_metrics([preds[i][0] for i in range(len(data))], refs, names)
+    texts = prepared["text"]
+    rows_of = data["row"] if "row" in data.column_names else list(range(len(data)))
+    rows = [{"row": rows_of[i], "text": texts[rows_of[i]], "label": names[refs[i]],
+             "prediction": names[preds[i][0]],
+             "scores": {n: round(p, 6) for n, p in zip(names, preds[i][1])}} for i in range(len(data))]
+    return metrics, rows
