@@ -7,20 +7,17 @@ In a multi-process run only rank 0 prints; errors are printed by every rank (pre
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+from tunekit.pipeline.distributed import rank  # reads the launcher's environment; imports nothing heavy
 
 
 @lru_cache(maxsize=1)
 def get_console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, quiet=_rank() != 0)
+    return Console(stderr=True, highlight=False, quiet=rank() != 0)
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +28,7 @@ def get_error_console():
 
 
 def error_prefix() -> str:
-    return f"[rank {_rank()}] " if _rank() else ""
+    return f"[rank {rank()}] " if rank() else ""
 
 
 class _LazyConsole:

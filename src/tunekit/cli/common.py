@@ -27,7 +27,9 @@ def report_errors(fn: Callable) -> Callable:
                 raise
             from rich.markup import escape
 
-            if is_main_process():  # every process has the same inputs: rank 0 speaks for all
+            from tunekit.pipeline.distributed import is_main
+
+            if is_main():  # every process has the same inputs: rank 0 speaks for all
                 _say_error(f"[bold red]error:[/] {escape(exc.message)}")
                 if exc.hint:
                     _say_error(f"[bold]hint:[/] {escape(exc.hint)}")
@@ -46,10 +48,6 @@ def report_errors(fn: Callable) -> Callable:
             _say_error("[bold]hint:[/] rerun with TUNEKIT_DEBUG=1 for the traceback, and report it")
             _exit(EXIT_UNEXPECTED)
     return wrapper
-
-
-def is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _say_error(text: str) -> None:

@@ -47,7 +47,9 @@ def finetune(
         os.environ[LAUNCHED_ENV] = "1"
         raise typer.Exit(launch(nproc, args))
     result = run_finetune(cfg, overwrite=overwrite, resume=resume, show=show)
-    if not result.eval_metrics:  # a non-main process of a multi-process run: rank 0 reports
+    from tunekit.pipeline.distributed import is_main
+
+    if not is_main():  # another process of a multi-process run: rank 0 reports
         return
     if json_:
         print_json({"run": str(result.run.root), "train": result.train_metrics,

@@ -12,6 +12,12 @@ from tunekit.runs import RunDir
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
+def checkpoint_step(path: Path) -> Optional[int]:
+    """The global step in a checkpoint-N folder name (None for other names)."""
+    step = path.name.rpartition("-")[2]
+    return int(step) if path.name.startswith("checkpoint-") and step.isdigit() else None
+
+
 def checkpoint_problem(path: Path) -> Optional[str]:
     """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
     import json
@@ -34,8 +40,8 @@ def last_checkpoint(run: RunDir, say: Optional[Callable[[str], None]] = None) ->
     """The newest complete checkpoint; newer incomplete or unreadable ones are skipped (and said)."""
     if not run.checkpoints.is_dir():
         return None
-    numbered = [(int(p.name.split("-")[-1]), p) for p in run.checkpoints.glob("checkpoint-*")
-                if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    numbered = [(checkpoint_step(p), p) for p in run.checkpoints.glob("checkpoint-*")
+                if p.is_dir() and checkpoint_step(p) is not None]
     for _, path in sorted(numbered, reverse=True):
         problem = checkpoint_problem(path)
         if problem is None:

@@ -21,7 +21,6 @@ from tunekit.tasks import get_task
 class ModelSetup:
     model: Any
     tokenizer: Any
-    model_path: str
     trainable: int
     total: int
 
@@ -45,4 +44,4 @@ def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
     trainable, total = apply_freeze(model, recipe.train.freeze)
     if recipe.train.peft is not None:  # counts after PEFT: the adapter (and head) train, the rest is frozen
         model, trainable, total = apply_adapters(model, recipe.train, tokenizer, task.PEFT_TASK_TYPE)
-    return ModelSetup(model, tokenizer, model_path, trainable, total)
+    return ModelSetup(model, tokenizer, trainable, total)

@@ -347,8 +347,7 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
     p95 = min(math.ceil(train["tokens_p95"]), cap)
     device, precision = resolve_target(recipe.train.precision, gpu_memory)
     cfg = recipe.train
-    dist = getattr(cfg, "distributed", None)
-    sharded = bool(dist and (dist.fsdp or dist.deepspeed))
+    sharded = bool(cfg.distributed.fsdp or cfg.distributed.deepspeed)
     if world_size > 1 and sharded:
         notes.append("FSDP/DeepSpeed shard weights, gradients and optimizer state across processes: "
                      "the memory estimate is for one unsharded replica, an upper bound")

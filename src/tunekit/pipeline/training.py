@@ -6,7 +6,6 @@ the Trainer, train (or resume), save atomically, write the manifest, evaluate.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -15,14 +14,14 @@ from typing import Callable, Optional, Sequence
 
 from tunekit.console import console
 from tunekit.errors import RunDirError, TunekitError
-from tunekit.pipeline.checkpoints import last_checkpoint
+from tunekit.pipeline.checkpoints import checkpoint_step, last_checkpoint
 from tunekit.pipeline.distributed import (barrier, check_distributed, distributed_arguments, init_processes, is_main,
                                           main_first, world_size)
 from tunekit.pipeline.model_setup import build_training_model
 from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
 from tunekit.recipe.schema import TrainConfig, best_metric
-from tunekit.runs import RunDir, atomic_dir, environment_info, write_json, write_text
+from tunekit.runs import RunDir, environment_info, replace_dir, write_json, write_text
 from tunekit.tasks import get_task
 
 # Training outputs --overwrite removes; the data cache stays (its fingerprints keep it honest).
@@ -209,7 +208,7 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     checkpoint = last_checkpoint(run, say=console.print) if resume else None
     if checkpoint:
         console.print(f"resuming from {checkpoint.name}")
-        trim_metrics_log(run.metrics_log, int(checkpoint.name.split("-")[-1]))
+        trim_metrics_log(run.metrics_log, checkpoint_step(checkpoint))
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except TrainingDiverged as exc:
@@ -254,27 +253,21 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
     Trainer itself writes only on the main process."""
     from tunekit.pipeline.adapters import save_trained
 
-    partial = run.root / ".model.partial"
+    partial = run.root / ".model.partial"  # one name every process knows
     if is_main():
         shutil.rmtree(partial, ignore_errors=True)
     barrier()
     try:
         save_trained(trainer, partial, recipe.model.name)  # full weights, or a PEFT adapter; config with id2label
+        barrier()
+        if is_main():
+            tokenizer.save_pretrained(str(partial))
+            (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    barrier()
-    if not is_main():
-        return
-    try:
-        tokenizer.save_pretrained(str(partial))
-        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    with atomic_dir(run.model) as tmp:
-        tmp.rmdir()
-        os.replace(partial, tmp)
+    if is_main():
+        replace_dir(partial, run.model)
 
 
 def peak_memory() -> dict:

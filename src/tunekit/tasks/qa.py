@@ -111,6 +111,8 @@ def encode(ds, tokenizer, cfg, split: str):
     """Each question -> one or more windows of the passage (stride cfg.stride), labelled with the
     answer's token span, plus the example id and offsets that evaluation maps spans back with.
     tokenize.truncation does not apply: a long passage is windowed, never cut."""
+    import numpy as np
+
     from tunekit.tasks.qa_features import prepare_eval_features, prepare_train_features
 
     where = f"{split} data"
@@ -130,8 +132,6 @@ def encode(ds, tokenizer, cfg, split: str):
     per_example: dict[str, int] = {}
     for example_id in mapped["example_id"]:
         per_example[example_id] = per_example.get(example_id, 0) + 1
-    import numpy as np
-
     stats = {"rows": len(ds), "features": len(mapped), "truncated": 0, "dropped": 0,
              "windowed": sum(1 for n in per_example.values() if n > 1),
              "tokens_p50": float(np.percentile(lengths, 50)) if lengths else 0.0,
@@ -160,8 +160,6 @@ def load_trained(model_path: str):
 
     try:
         return load_model(model_path, AutoModelForQuestionAnswering)
-    except ModelError:
-        raise
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
                          "point at a folder written by tunekit finetune (<run>/model)") from None
