@@ -328,8 +328,16 @@ def load_model(model_path: str, auto_class=None, quantize: bool = True):
     """A saved model, ready for inference: full weights as they are, or an adapter on its base.
 
     auto_class: the transformers class for full weights (default: the one the adapter's task
-    type names). quantize=False loads a qlora adapter's base in full precision (as merging needs)."""
-    path = Path(model_path)
+    type names). quantize=False loads a qlora adapter's base in full precision (as merging needs).
+    A folder transformers cannot read is a ModelError."""
+    try:
+        return _load_model(Path(model_path), auto_class, quantize)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
+                         "point at a folder written by tunekit finetune (<run>/model)") from None
+
+
+def _load_model(path: Path, auto_class, quantize: bool):
     if not is_adapter_dir(path):
         if auto_class is None:
             raise ModelError(f"{path} holds no PEFT adapter", "point at a folder with adapter_config.json")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from tunekit.errors import DataError, ModelError
+from tunekit.errors import DataError
 from tunekit.recipe.schema import LabelConfig
 
 if TYPE_CHECKING:
@@ -249,11 +249,7 @@ def load_trained(model_path: str):
 
     from tunekit.pipeline.adapters import load_model
 
-    try:
-        return load_model(model_path, AutoModelForSequenceClassification)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
-                         "point at a folder written by tunekit finetune (<run>/model)") from None
+    return load_model(model_path, AutoModelForSequenceClassification)
 
 
 def collator(tokenizer):

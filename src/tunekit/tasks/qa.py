@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunekit.errors import DataError, ModelError
+from tunekit.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,11 +158,7 @@ def load_trained(model_path: str):
 
     from tunekit.pipeline.adapters import load_model
 
-    try:
-        return load_model(model_path, AutoModelForQuestionAnswering)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a model from {model_path}: {str(exc).splitlines()[0]}",
-                         "point at a folder written by tunekit finetune (<run>/model)") from None
+    return load_model(model_path, AutoModelForQuestionAnswering)
 
 
 def collator(tokenizer):
