@@ -57,11 +57,14 @@ def finetune(
         return
     show_training(result.train_metrics, result.timings)
     show_metrics(result.eval_metrics, "evaluation")
-    from tunekit.recipe.schema import DEFAULT_METRICS
+    from tunekit.recipe.schema import DEFAULT_METRICS, LOWER_IS_BETTER
 
     metric = DEFAULT_METRICS[cfg.task][0]
+    if metric in LOWER_IS_BETTER or metric not in result.eval_metrics:
+        console.print(f"[green]done:[/] model in {result.run.model}")
+        return
     console.print(f"[green]done:[/] model in {result.run.model}; gate it with "
-                  f"`tunekit eval {result.run.root} --min {metric}={result.eval_metrics.get(metric, 0) * 0.95:.4g}`")
+                  f"`tunekit eval {result.run.root} --min {metric}={result.eval_metrics[metric] * 0.95:.4g}`")
 
 
 def _memory_budget(gpu_memory: Optional[str], dry_run: bool) -> Optional[int]:

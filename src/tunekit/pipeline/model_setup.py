@@ -37,7 +37,7 @@ def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
     set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
     load_kwargs = quantization_kwargs(recipe.train.peft)  # qlora: 4-bit base weights (CUDA only)
     try:
-        model = task.build_model(model_path, meta, **load_kwargs)
+        model = task.build_model(model_path, meta, recipe=recipe, tokenizer=tokenizer, **load_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {recipe.model.name}: {str(exc).splitlines()[0]}",
                          "point model.name at a folder with config.json and weights") from None

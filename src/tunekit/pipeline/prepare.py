@@ -103,14 +103,20 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
 
 def select_columns(raw: "pd.DataFrame", cols: Columns, roles, where: str) -> "pd.DataFrame":
     """Keep the columns of the task's roles (data.columns maps each to a source column), renamed
-    to the role names. An optional `id` role is made up from the row number when absent."""
+    to the role names. An optional `id` role is made up from the row number when absent.
+
+    A dotted name reaches into nested records: `sentences.abstract` is the `abstract` field of
+    each row's `sentences` object (JSON sources keep such objects as they are)."""
     import pandas as pd
 
     present = {}
     for role in roles:
         column = getattr(cols, role)
+        head, _, path = column.partition(".")
         if column in raw.columns:
             present[role] = raw[column]
+        elif path and head in raw.columns and _nested(raw[head], path) is not None:
+            present[role] = _nested(raw[head], path)
         elif role == "id":
             present[role] = pd.Series([str(i) for i in range(len(raw))], index=raw.index)
         else:
@@ -118,6 +124,31 @@ def select_columns(raw: "pd.DataFrame", cols: Columns, roles, where: str) -> "pd
             raise DataError(f"{where} has no column {column!r} (data.columns.{role}); it has: {have}",
                             f"set data.columns.{role} to one of the columns above")
     return pd.DataFrame(present)
+
+
+def _nested(column: "pd.Series", path: str):
+    """The field at `path` (dotted) of each record in `column`; None when no row has it."""
+    def get(value):
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    values = column.map(get)
+    return values if values.notna().any() else None
+
+
+def text_value(value) -> "str | None":
+    """A text cell as a string: a list (or mapping) of strings is joined with spaces, in order,
+    so nested sources (sentence lists, summaries in parts) read as one text. None if not text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # numpy arrays from parquet/arrow
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return " ".join(v.strip() for v in value)
+    return None
 
 
 def _split_missing(frames: dict, cfg: SplitConfig, task) -> list[str]:

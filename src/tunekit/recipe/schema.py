@@ -20,6 +20,10 @@ class Strict(BaseModel):
 class ModelConfig(Strict):
     name: str = Field(description="Local folder, pkg://<distribution>/<path>, or a Hub id.")
     tokenizer: Optional[str] = Field(None, description="Tokenizer reference; defaults to `name`.")
+    decoder: Optional[str] = Field(
+        None, description="summarization/translation: warm-start an encoder-decoder from `name` (the encoder) "
+        "and this checkpoint (the decoder, given cross-attention), e.g. the same encoder-only model twice."
+    )
 
 
 class Columns(Strict):
@@ -31,6 +35,11 @@ class Columns(Strict):
     question: str = Field("question", description="qa: the question.")
     answers: str = Field("answers", description="qa: {text: [...], answer_start: [...]} (SQuAD layout).")
     id: str = Field("id", description="qa: a question id (made up from the row number when absent).")
+    source: str = Field("source", description="summarization/translation: the input text (document, sentence).")
+    target: str = Field("target", description="summarization/translation: the reference output (summary, translation).")
+    prompt: str = Field("prompt", description="causal_lm (style instruction): the instruction or input.")
+    response: str = Field("response", description="causal_lm (style instruction): the answer the model learns to give.")
+    messages: str = Field("messages", description="causal_lm (style chat): a list of {role, content} messages.")
 
 
 class LabelConfig(Strict):
@@ -93,6 +102,10 @@ class DataConfig(Strict):
         None, description="File format; guessed from the extension when absent."
     )
     columns: Columns = Field(default_factory=Columns)
+    style: Literal["text", "instruction", "chat"] = Field(
+        "instruction", description="causal_lm: text (plain language modelling on columns.text), instruction "
+        "(columns.prompt -> columns.response), or chat (columns.messages)."
+    )
     labels: LabelConfig = Field(default_factory=LabelConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -107,6 +120,15 @@ class TokenizeConfig(Strict):
         "truncate", description="Longer examples are truncated, dropped (counted), or an error."
     )
     stride: int = Field(128, ge=0, description="qa: tokens shared by consecutive windows of a long passage.")
+    max_target_length: int = Field(
+        128, gt=1, description="summarization/translation: maximum tokens of a target (summary, translation)."
+    )
+    prefix: str = Field("", description="summarization/translation/causal_lm: text put before each input, "
+                        "e.g. 'summarize: ' for a model trained with task prefixes.")
+    packing: bool = Field(True, description="causal_lm: pack several examples into each max_length row "
+                          "(position ids restart per example, so examples never attend to each other).")
+    chat_template: bool = Field(True, description="causal_lm (instruction, chat): render with the tokenizer's "
+                                "chat template when it has one.")
 
 
 class FreezeConfig(Strict):
@@ -323,26 +345,59 @@ class TrainConfig(Strict):
         return self
 
 
+class GenerationConfig(Strict):
+    """How generative tasks decode, during validation and in `eval`. max_new_tokens has no default:
+    a silent cap (transformers' 20 tokens) would cut summaries and scores without a word."""
+
+    max_new_tokens: Optional[int] = Field(None, gt=0, description="Most tokens generated per example (required "
+                                          "for summarization, translation and causal_lm).")
+    min_new_tokens: int = Field(0, ge=0, description="Fewest tokens generated before the end token may come.")
+    num_beams: int = Field(1, ge=1, description="Beam search width; 1 is greedy (or sampling).")
+    length_penalty: float = Field(1.0, description="Beam search: >1 favours longer outputs, <1 shorter.")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="Forbid repeating any n-gram of this size (0: off).")
+    repetition_penalty: float = Field(1.0, gt=0, description="Penalty on tokens already generated (1: off).")
+    do_sample: bool = Field(False, description="Sample instead of greedy/beam decoding (seeded by train.seed).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (do_sample only).")
+    top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (do_sample only).")
+    batch_size: int = Field(16, gt=0, description="Examples generated together (sorted by length).")
+
+
 class EvalConfig(Strict):
     split: Literal["test", "validation"] = Field("test", description="Split scored after training.")
     metrics: Optional[list[str]] = Field(None, description="Metrics shown in the summary (default: the task's).")
     n_best: int = Field(20, ge=1, description="qa: candidate starts and ends searched per window.")
     max_answer_length: int = Field(30, ge=1, description="qa: longest answer, in tokens.")
     null_threshold: float = Field(0.0, description="qa (v2 data): how much better 'no answer' must score.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    samples: int = Field(8, ge=0, description="causal_lm: test prompts whose generations are saved as samples.")
 
 
-TaskName = Literal["classification", "qa"]
+TaskName = Literal["classification", "qa", "summarization", "translation", "causal_lm"]
+# Tasks whose outputs are generated text: their recipes must say how long a generation may be.
+GENERATIVE_TASKS = ("summarization", "translation", "causal_lm")
+ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 # Metric names each task produces (kept here so validation never imports the task modules).
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro"),
     "qa": ("exact_match", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"),
+    "summarization": ROUGE,
+    "translation": ("bleu", "chrf"),
+    # perplexity on held-out text; generation scores against the responses when eval.metrics names them
+    "causal_lm": ("perplexity", *ROUGE, "bleu", "chrf"),
 }
+# Metrics where lower is better (gates suggest --max for them, checkpoints minimise them).
+LOWER_IS_BETTER = ("loss", "perplexity")
 # Metrics the Trainer's own validation computes, so train.best_metric may name them (QA scores
 # need span decoding over whole examples, which runs in `eval`; its checkpoints go by loss).
-TRAIN_METRICS: dict[str, tuple[str, ...]] = {"classification": METRICS["classification"], "qa": ()}
+TRAIN_METRICS: dict[str, tuple[str, ...]] = {"classification": METRICS["classification"], "qa": (),
+                                             "summarization": ROUGE, "translation": METRICS["translation"],
+                                             "causal_lm": ()}
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {"classification": ("accuracy", "f1_macro"),
-                                               "qa": ("exact_match", "f1")}
+                                               "qa": ("exact_match", "f1"),
+                                               "summarization": ("rouge1", "rouge2", "rougeLsum"),
+                                               "translation": ("bleu", "chrf"),
+                                               "causal_lm": ("perplexity",)}
 
 
 def best_metric(cfg: "TrainConfig", task: str) -> str:
@@ -359,6 +414,13 @@ class Recipe(Strict):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _generation_length_given(self):
+        if self.task in GENERATIVE_TASKS and self.eval.generation.max_new_tokens is None:
+            raise ValueError(f"task {self.task} generates text: set eval.generation.max_new_tokens "
+                             "(the longest output to generate, in tokens)")
+        return self
 
 
 def metric_problems(data: dict) -> list[tuple[tuple[str, ...], str]]:

@@ -11,7 +11,10 @@ The pipeline steps never know what a label or an answer is; each task module pro
     describe(frames, meta)          the task's part of prepare_report.json (incl. warnings)
     to_dataset(frame, meta)         a split as a datasets.Dataset
     encode(ds, tokenizer, cfg, split) -> (model inputs, tokenize stats)
-    build_model(path, meta), load_trained(path), collator(tokenizer), trainer_metrics(meta)
+    build_model(path, meta, recipe=, tokenizer=, **load_kwargs)   the model to train (head included)
+    load_trained(path), collator(tokenizer), trainer_metrics(meta)
+    TRAINER                         "Trainer", or "Seq2SeqTrainer" (generation during validation)
+    PEFT_TASK_TYPE                  peft's task type for adapters
     evaluate(model_path, tokenized, prepared, eval_cfg) -> (metrics, prediction rows)
 
 Adding a task means one new module plus one line here (and its metric names in the schema).
@@ -25,6 +28,9 @@ from types import ModuleType
 TASKS: dict[str, str] = {
     "classification": "tunekit.tasks.classification",
     "qa": "tunekit.tasks.qa",
+    "summarization": "tunekit.tasks.summarization",
+    "translation": "tunekit.tasks.translation",
+    "causal_lm": "tunekit.tasks.causal_lm",
 }
 
 

@@ -220,7 +220,7 @@ def preprocess(batch: dict, tokenizer, max_length: Optional[int]) -> dict:
     return out
 
 
-def build_model(model_path: str, meta: dict, **load_kwargs):
+def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load_kwargs):
     """load_kwargs: extra from_pretrained arguments (qlora's 4-bit quantization, see pipeline/adapters.py)."""
     import torch
     from transformers import AutoModelForSequenceClassification

@@ -142,7 +142,7 @@ def encode(ds, tokenizer, cfg, split: str):
 
 # ---- train -----------------------------------------------------------------------------------
 
-def build_model(model_path: str, meta: dict, **load_kwargs):
+def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load_kwargs):
     import torch
     from transformers import AutoModelForQuestionAnswering
 
