@@ -64,3 +64,28 @@ def test_qa_trains_evaluates_and_gates(tmp_path, tiny_model_dir):
     assert failed.returncode == 3
     unknown = tunekit("eval", str(run), "--min", "accuracy=0.5", cwd=tmp_path)
     assert unknown.returncode == 2 and "accuracy" in unknown.stderr
+
+
+def test_qa_with_a_lora_adapter_trains_and_reloads(tmp_path, tiny_model_dir):
+    """The span head (qa_outputs) trains in full beside the adapter, and `eval` reloads both."""
+    recipe = tmp_path / "qa-lora.yaml"
+    recipe.write_text(json.dumps({
+        "name": "tiny-qa-lora", "task": "qa", "output_dir": str(tmp_path / "run"),
+        "model": {"name": str(tiny_model_dir)},
+        "data": {"train": str(write_jsonl(tmp_path / "train.jsonl", 240, 1)),
+                 "test": str(write_jsonl(tmp_path / "test.jsonl", 40, 2)), "split": {"validation": 0.1}},
+        "tokenize": {"max_length": 24, "stride": 8},
+        "train": {"epochs": 8, "batch_size": 16, "lr": 5e-3, "scheduler": "constant", "seed": 1,
+                  "peft": {"method": "lora", "r": 4}},
+    }), encoding="utf-8")
+    out = tunekit("finetune", str(recipe), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    adapter = json.loads((run / "model" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "QUESTION_ANS" and "qa_outputs" in adapter["modules_to_save"]
+    assert not (run / "model" / "model.safetensors").exists()  # the adapter alone, not full weights
+    first = json.loads((run / "eval" / "metrics.json").read_text())
+    again = tunekit("eval", str(run), "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["exact_match"] == first["exact_match"]
+    assert first["exact_match"] >= 50, first  # better than chance at picking the number
