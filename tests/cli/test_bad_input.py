@@ -8,20 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tunekit.cli.app import app
+from cli_checks import assert_clean_error
 
 runner = CliRunner()
-
-
-def assert_clean_error(result, *phrases: str) -> None:
-    assert result.exit_code == 2, result.output
-    err = result.stderr
-    assert "Traceback" not in result.output
-    lines = [line for line in err.splitlines() if line.strip()]
-    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    assert len(starts) == 1, err  # reports may come first (a failure mid-run); one error at the end
-    assert any(line.startswith("hint:") for line in lines[starts[0]:]), err
-    for phrase in phrases:
-        assert phrase in err, (phrase, err)
 
 
 def test_unknown_recipe_key(write_recipe):

@@ -29,9 +29,10 @@ def show_prepare(report: dict, reused: bool) -> None:
     dist.add_column("rows", justify="right")
     for name in labels:
         dist.add_column(name, justify="right")
-    for split, counts in distribution.items():
-        total = report["rows"][split]
-        dist.add_row(split, str(total), *(f"{counts[n]} ({100 * counts[n] / max(total, 1):.0f}%)" for n in labels))
+    for split, total in report["rows"].items():  # every split, also where a task counts nothing per row kind
+        counts = distribution.get(split, {})
+        dist.add_row(split, str(total), *(f"{counts.get(n, 0)} ({100 * counts.get(n, 0) / max(total, 1):.0f}%)"
+                                          for n in labels))
     console.print(dist)
     if report.get("split_from_train"):
         console.print(f"split from train: {', '.join(report['split_from_train'])}")
@@ -62,6 +63,13 @@ def show_metrics(metrics: dict, title: str) -> None:
     for key in METRICS.get(metrics.get("task", "classification"), ()):
         if key in metrics:
             table.add_row(key, f"{metrics[key]:.4f}")
+    # generative tasks: how long the outputs were and how many the max_new_tokens cap cut off
+    for key, label in (("loss", "loss per target token"), ("tokens", "target tokens"),
+                       ("generated", "generations"), ("gen_len_mean", "mean generated tokens"),
+                       ("capped", "generations cut at max_new_tokens")):
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(label, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     per_class = metrics.get("per_class")
     if per_class:

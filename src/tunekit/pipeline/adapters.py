@@ -135,7 +135,7 @@ def peft_config(model, cfg: PeftConfig, task_type: str = "SEQ_CLS"):
                 raise TunekitError(f"train.peft.modules_to_save names {wanted!r}, which matches no module of "
                                    f"{type(model).__name__}", f"its top-level modules: "
                                    f"{', '.join(n for n, _ in model.named_children())}")
-    to_save = list(cfg.modules_to_save) if cfg.modules_to_save is not None else default_modules_to_save(model)
+    to_save = list(cfg.modules_to_save) if cfg.modules_to_save is not None else default_modules_to_save(model, task_type)
     common = {"task_type": task_type, "modules_to_save": to_save}  # a new list: peft extends it in place
     if cfg.method in ("lora", "dora", "qlora"):
         targets = cfg.target_modules or choose_targets(model, "lora")
@@ -211,12 +211,20 @@ def _head_names(model) -> list[str]:
             if child is not body and any(True for _ in child.parameters())]
 
 
-def default_modules_to_save(model) -> list[str]:
+# peft task types whose head is the pretrained language-model head, not a new one
+LM_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+
+
+def default_modules_to_save(model, task_type: str = "SEQ_CLS") -> list[str]:
     """The head, plus any layer the checkpoint did not provide (a BERT saved without its pooler).
 
     Such a layer starts random and stays frozen under an adapter; unsaved, it would be drawn
     again, differently, each time the adapter is loaded. transformers 5 flags every tensor it
-    loads with `_is_hf_initialized`; a model with no flags at all was not loaded, so has none."""
+    loads with `_is_hf_initialized`; a model with no flags at all was not loaded, so has none.
+    A language model's head is pretrained (on SmolLM2 it is tied to the 28M-weight embeddings):
+    nothing is trained in full beside its adapter."""
+    if task_type in LM_TASK_TYPES:
+        return []
     head = head_modules(model)
     named = list(model.named_parameters())
     if getattr(model, "is_quantized", False) or not any(getattr(p, "_is_hf_initialized", False) for _, p in named):

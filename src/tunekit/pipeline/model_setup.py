@@ -43,5 +43,7 @@ def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
                          "point model.name at a folder with config.json and weights") from None
     trainable, total = apply_freeze(model, recipe.train.freeze)
     if recipe.train.peft is not None:  # counts after PEFT: the adapter (and head) train, the rest is frozen
-        model, trainable, total = apply_adapters(model, recipe.train, tokenizer, task.PEFT_TASK_TYPE)
+        # a task whose model kind varies (seq2seq: encoder-decoder or decoder-only) asks the model
+        task_type = task.peft_task_type(model) if hasattr(task, "peft_task_type") else task.PEFT_TASK_TYPE
+        model, trainable, total = apply_adapters(model, recipe.train, tokenizer, task_type)
     return ModelSetup(model, tokenizer, trainable, total)

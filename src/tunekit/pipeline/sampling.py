@@ -48,11 +48,12 @@ def train_sampler(dataset, seed: int, group_by_length: bool, batch_size: int) ->
     return EpochSeededSampler(len(dataset), seed, lengths, batch_size)
 
 
-def trainer_class():
-    """The Trainer with tunekit's seeded training order (built lazily: transformers is heavy)."""
-    from transformers import Trainer
+def trainer_class(kind: str = "Trainer"):
+    """The Trainer (or, kind "Seq2SeqTrainer", the one that generates during validation) with
+    tunekit's seeded training order (built lazily: transformers is heavy)."""
+    from transformers import Seq2SeqTrainer, Trainer
 
-    class TunekitTrainer(Trainer):
+    class TunekitTrainer(Seq2SeqTrainer if kind == "Seq2SeqTrainer" else Trainer):
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return train_sampler(dataset, self.args.seed, self.args.train_sampling_strategy == "group_by_length",

@@ -46,9 +46,17 @@ def tokenizer_fingerprint(path: str) -> dict:
     return {name: sha256_file(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
 
 
+def encode_options(recipe: Recipe) -> dict:
+    """What a task's encode needs beyond the tokenize section (a generative task: the model kind
+    and eval.generation.max_new_tokens); empty for tasks without `encode_options`."""
+    task = get_task(recipe.task)
+    return task.encode_options(recipe) if hasattr(task, "encode_options") else {}
+
+
 def tokenize_fingerprint(recipe: Recipe, prepared_fp: str, tok_path: str) -> str:
+    options = encode_options(recipe)
     return fingerprint("tokenize", recipe.task, prepared_fp, recipe.tokenize.model_dump(mode="json"),
-                       tokenizer_fingerprint(tok_path))
+                       tokenizer_fingerprint(tok_path), *([options] if options else []))
 
 
 def refuse_data_change(recipe: Recipe, run: RunDir,
@@ -83,8 +91,9 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     source = datasets.load_from_disk(str(run.prepared))
     out = {}
     splits = {}
+    options = encode_options(recipe)
     for split, ds in source.items():
-        out[split], splits[split] = task.encode(ds, tokenizer, recipe.tokenize, split)
+        out[split], splits[split] = task.encode(ds, tokenizer, recipe.tokenize, split, **options)
     report = {"fingerprint": fp, "tokenizer": recipe.model.tokenizer or recipe.model.name,
               "max_length": recipe.tokenize.max_length, "truncation": recipe.tokenize.truncation,
               "splits": splits}

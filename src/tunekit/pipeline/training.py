@@ -71,9 +71,12 @@ def resolve_precision(precision: str) -> str:
     return "fp32"
 
 
-def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task: str = "classification"):
+def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task: str = "classification",
+                       generation=None, metric: Optional[str] = None):
+    """generation: a transformers GenerationConfig -> Seq2SeqTrainingArguments that generate during
+    validation with it; metric: the checkpoint metric (default: train.best_metric or the task's)."""
     import torch
-    from transformers import TrainingArguments
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
     precision = resolve_precision(cfg.precision)
     evaluating = has_validation and cfg.eval_every != "never"
@@ -81,8 +84,10 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task
     interval = "steps" if isinstance(cfg.eval_every, int) else "epoch"
     steps = cfg.eval_every if isinstance(cfg.eval_every, int) else None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_ratio
-    metric = best_metric(cfg, task)
-    return TrainingArguments(
+    metric = metric or best_metric(cfg, task)
+    arguments = TrainingArguments if generation is None else Seq2SeqTrainingArguments
+    extra = {} if generation is None else {"predict_with_generate": True, "generation_config": generation}
+    return arguments(
         output_dir=str(run.checkpoints),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -117,6 +122,7 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task
         # without CUDA, a multi-process run is data-parallel over CPU processes (gloo)
         use_cpu=world_size() > 1 and not torch.cuda.is_available(),
         **distributed_arguments(cfg.distributed),
+        **extra,
     )
 
 
@@ -181,7 +187,16 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     from tunekit.pipeline.run_logs import RunLogger, trim_metrics_log
     from tunekit.pipeline.sampling import trace_batches, trainer_class
 
-    args = training_arguments(recipe.train, run, has_validation, recipe.task)
+    kind = task.trainer_kind(recipe) if hasattr(task, "trainer_kind") else task.TRAINER
+    generation, compute_metrics = None, task.trainer_metrics(meta)
+    if kind == "Seq2SeqTrainer":  # validation generates; its scores need the tokenizer to decode
+        from tunekit.pipeline.generation import generation_config
+
+        generation = generation_config(recipe.eval.generation, tokenizer, model)
+        compute_metrics = task.trainer_metrics(meta, tokenizer)
+    # without validation scores (qa, decoder-only generation) checkpoints go by loss
+    metric = None if compute_metrics is not None else (recipe.train.best_metric or "loss")
+    args = training_arguments(recipe.train, run, has_validation, recipe.task, generation, metric)
     progress = RichProgress()
     run_logger = RunLogger(run)
     stopper = StopOnSignal()
@@ -194,11 +209,11 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         callbacks.append(EarlyStoppingCallback(recipe.train.early_stopping.patience,
                                                recipe.train.early_stopping.threshold))
     trace_batches(model)
-    trainer = trainer_class()(
+    trainer = trainer_class(kind)(
         model=model, args=args, train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         data_collator=task.collator(tokenizer), processing_class=tokenizer,
-        compute_metrics=task.trainer_metrics(meta), callbacks=callbacks,
+        compute_metrics=compute_metrics, callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # tunekit's RichProgress replaces the raw log dicts
     console.print(f"[bold]finetune[/] {recipe.name}: {len(data['train'])} training rows, "

@@ -10,11 +10,18 @@ The pipeline steps never know what a label or an answer is; each task module pro
     leakage_key(frame)              what counts as the same example across splits
     describe(frames, meta)          the task's part of prepare_report.json (incl. warnings)
     to_dataset(frame, meta)         a split as a datasets.Dataset
-    encode(ds, tokenizer, cfg, split) -> (model inputs, tokenize stats)
+    encode(ds, tokenizer, cfg, split, **encode_options(recipe)) -> (model inputs, tokenize stats)
+    encode_options(recipe)          optional: extra encode arguments (model kind, generation length);
+                                    they are part of the tokenize fingerprint
     build_model(path, meta, recipe=, tokenizer=, **load_kwargs)   the model to train (head included)
-    load_trained(path), collator(tokenizer), trainer_metrics(meta)
+    load_trained(path), collator(tokenizer)
+    trainer_metrics(meta)           compute_metrics for validation, or None (validation reports loss);
+                                    for a Seq2SeqTrainer: trainer_metrics(meta, tokenizer) (decodes)
     TRAINER                         "Trainer", or "Seq2SeqTrainer" (generation during validation)
+    trainer_kind(recipe)            optional, overrides TRAINER where it depends on the model
+                                    (seq2seq: Seq2SeqTrainer for encoder-decoder, Trainer for decoder-only)
     PEFT_TASK_TYPE                  peft's task type for adapters
+    peft_task_type(model)           optional, overrides PEFT_TASK_TYPE (SEQ_2_SEQ_LM or CAUSAL_LM)
     evaluate(model_path, tokenized, prepared, eval_cfg) -> (metrics, prediction rows)
 
 Adding a task means one new module plus one line here (and its metric names in the schema).

@@ -4,8 +4,9 @@ The libraries do the scoring; tunekit only feeds them the way their reference se
 ROUGE with the Porter stemmer (as the Hugging Face summarization examples), and ROUGE-Lsum
 over sentences split one per line. rouge-score would split with NLTK's punkt model, which is
 not installed offline, so `split_sentences` does it with a rule: a sentence ends at . ! or ?
-(optionally followed by a closing quote or bracket) before whitespace and a capital letter,
-digit or opening quote, unless the word before the stop is a known abbreviation.
+(optionally followed by a closing quote or bracket) before whitespace and a letter, digit or
+opening quote, unless the word before the stop is a known abbreviation or an initial. Lower-case
+starts count too: models with uncased vocabularies (BERT's) generate lower-case text.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ABBREVIATIONS = frozenset({
     "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "figs", "eq", "eqs", "sec", "no", "dr", "mr", "mrs",
     "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "approx", "resp", "ref", "refs", "vol",
 })
-_BOUNDARY = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_BOUNDARY = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[]?[A-Za-z0-9])")
 
 
 def split_sentences(text: str) -> list[str]:
