@@ -65,7 +65,8 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
         if not ref:
             continue
         where = f"{split} data ({ref})"
-        table = select_columns(load_table(ref, data.format, split), data.columns, task.COLUMNS, where)
+        roles = task.columns(data) if hasattr(task, "columns") else task.COLUMNS  # causal_lm: by data.style
+        table = select_columns(load_table(ref, data.format, split), data.columns, roles, where)
         if split == "train":
             meta = task.meta(table, data)
         frames[split], rules[split] = task.clean(table, data, meta, where)
