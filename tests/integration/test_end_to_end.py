@@ -69,7 +69,29 @@ def test_pipeline_trains_saves_and_gates(trained, tmp_path):
     parsed = json.loads(as_json.stdout)
     assert parsed["gates"][0]["passed"] is True and "confusion_matrix" in parsed
     unknown = tunekit("eval", str(run), "--min", "bleu=10", cwd=tmp_path)
-    assert unknown.returncode == 2 and "unknown metric 'bleu'" in unknown.stderr
+    assert unknown.returncode == 2 and "'bleu', which this evaluation does not produce" in unknown.stderr
+    typo = tunekit("eval", str(run), "--max", "acuracy=1", cwd=tmp_path)
+    assert typo.returncode == 2 and "unknown metric 'acuracy'" in typo.stderr
+
+    # CI use: a ceiling, a baseline comparison and JUnit XML with one test case per gate
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text((run / "eval" / "metrics.json").read_text())
+    junit = tmp_path / "reports" / "gates.xml"
+    gated = tunekit("eval", str(run), "--max", "accuracy=1.0", "--baseline", str(baseline),
+                    "--max-drop", "accuracy=0.0", "--junit", str(junit), cwd=tmp_path)
+    assert gated.returncode == 0, gated.stderr
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    better = json.loads(baseline.read_text())
+    better["accuracy"] += 0.05  # the earlier model was better: the drop exceeds the allowance
+    baseline.write_text(json.dumps(better))
+    dropped = tunekit("eval", str(run), "--baseline", str(baseline), "--max-drop", "accuracy=0.01",
+                      "--junit", str(junit), cwd=tmp_path)
+    assert dropped.returncode == 3 and "within 0.01 of baseline" in dropped.stderr
+    cases = ET.parse(junit).getroot().find("testsuite").findall("testcase")
+    assert len(cases) == 1 and cases[0].find("failure") is not None
 
 
 def test_rerun_refuses_then_overwrite_and_resume(trained, tmp_path):

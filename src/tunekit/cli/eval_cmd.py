@@ -21,17 +21,31 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and predictions.jsonl "
                                                   "(default: <run>/eval, or ./eval with --model)."),
     minimum: Optional[List[str]] = typer.Option(None, "--min", metavar="METRIC=VALUE",
-                                                help="Fail with exit code 3 when METRIC < VALUE (repeatable)."),
+                                                help="Fail (exit 3) when METRIC < VALUE (repeatable)."),
+    maximum: Optional[List[str]] = typer.Option(None, "--max", metavar="METRIC=VALUE",
+                                                help="Fail (exit 3) when METRIC > VALUE, e.g. perplexity (repeatable)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="METRICS_JSON",
+                                            help="An earlier metrics.json (same task) for --max-drop."),
+    max_drop: Optional[List[str]] = typer.Option(None, "--max-drop", metavar="METRIC=DELTA",
+                                                 help="Fail (exit 3) when METRIC is worse than the baseline's by "
+                                                 "more than DELTA (repeatable)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE",
+                                         help="Write the gates as JUnit XML (one test case per gate) for CI."),
     json_: bool = JsonOption,
 ) -> None:
-    """Score a model; with --min, act as a quality gate (exit code 3 on failure)."""
-    gates = _parse_gates(minimum or [])
+    """Score a model; with --min/--max/--max-drop, act as a quality gate (exit code 3 on failure)."""
+    from tunekit.pipeline.gates import parse_gates
+
+    gates = parse_gates(minimum or [], maximum or [], max_drop or [])  # typos fail before any model loads
+    if max_drop and baseline is None:
+        raise TunekitError("--max-drop needs --baseline", "give --baseline the metrics.json of an earlier eval")
     if (run is None) == (model is None) or (model is not None and data is None):
         raise TunekitError("give either a run directory, or --model with --data",
                            "e.g. tunekit eval runs/sentiment  or  tunekit eval --model DIR --data test.csv")
     quiet_libraries()
     from tunekit.cli.reports import show_metrics
     from tunekit.pipeline.evaluation import evaluate_model, evaluate_run, gate_values
+    from tunekit.pipeline.gates import check_gates, read_baseline, write_junit
     from tunekit.recipe.schema import Columns
     from tunekit.runs import RunDir
 
@@ -43,44 +57,18 @@ def evaluate(
     else:
         metrics = evaluate_model(model, data, Columns(text=text_column, label=label_column), out or Path("eval"))
 
-    values = gate_values(metrics)
-    failures = []
-    for name, threshold in gates:
-        if name not in values:
-            raise TunekitError(f"--min names unknown metric {name!r}",
-                               f"use one of: {', '.join(sorted(values))}")
-        if values[name] < threshold:
-            failures.append(f"{name} {values[name]:.4f} < {threshold}")
+    base = gate_values(read_baseline(baseline, metrics["task"])) if baseline is not None else None
+    results = check_gates(gates, gate_values(metrics), base)
+    if junit is not None:
+        write_junit(junit, results, f"tunekit eval {run or model}")
     if json_:
-        print_json({**metrics, "gates": [{"metric": n, "min": t, "value": values[n], "passed": values[n] >= t}
-                                         for n, t in gates]})
+        print_json({**metrics, "gates": [{"metric": r.gate.metric, r.gate.kind: r.gate.limit, "value": r.value,
+                                          "baseline": r.baseline, "passed": r.passed} for r in results]})
     else:
         show_metrics(metrics, "evaluation")
-        for name, threshold in gates:
-            ok = values[name] >= threshold
-            console.print(f"{'[green]pass' if ok else '[red]FAIL'}[/] {name} {values[name]:.4f} >= {threshold}")
+        for r in results:
+            console.print(f"{'[green]pass' if r.passed else '[red]FAIL'}[/] {r.describe()}")
+    failures = [r.describe() for r in results if not r.passed]
     if failures:
         raise GateFailed("quality gate failed: " + "; ".join(failures),
                          "improve the model or the data, or revisit the threshold")
-
-
-def _parse_gates(items: List[str]) -> list[tuple[str, float]]:
-    """Parse and check --min gates before any model is loaded (a typo should fail fast)."""
-    from tunekit.recipe.schema import METRICS
-
-    known = sorted({name for names in METRICS.values() for name in names})  # any task's metrics
-    gates = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            threshold = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise TunekitError(f"--min {item!r} is not METRIC=VALUE", "write e.g. --min accuracy=0.8")
-        if name not in known and not name.startswith(("precision_", "recall_", "f1_")):
-            raise TunekitError(f"--min names unknown metric {name!r}",
-                               f"use one of: {', '.join(known)}, or precision_/recall_/f1_<class>")
-        gates.append((name, threshold))
-    return gates
