@@ -152,6 +152,14 @@ def text_value(value) -> "str | None":
     return None
 
 
+def clean_text(value, normalize: bool) -> "str | None":
+    """text_value, then whitespace collapsed (data.clean.normalize_whitespace) or the ends stripped."""
+    text = text_value(value)
+    if text is None:
+        return None
+    return " ".join(text.split()) if normalize else text.strip()
+
+
 def _split_missing(frames: dict, cfg: SplitConfig, task) -> list[str]:
     """Carve validation/test out of train when the recipe gives no file for them.
 

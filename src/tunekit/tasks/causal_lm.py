@@ -54,6 +54,8 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
     error naming the row otherwise. Malformed chats are always errors: they mean a wrong column."""
     import pandas as pd
 
+    from tunekit.pipeline.prepare import clean_text
+
     rules = data.clean
     style = data.style
     roles = STYLE_COLUMNS[style]
@@ -67,7 +69,7 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
                 continue
             rows.append((messages,))
             continue
-        texts = [_text(v, rules.normalize_whitespace) for v in values]
+        texts = [clean_text(v, rules.normalize_whitespace) for v in values]
         missing = [role for role, t in zip(roles, texts) if not t]
         if missing and not _drop_empty(rules, counts, f"empty_{missing[-1]}", where, i, f"the {missing[-1]}"):
             continue
@@ -89,15 +91,6 @@ def _drop_empty(rules, counts: dict, rule: str, where: str, i: int, what: str) -
                         "to drop such rows")
     counts[rule] = counts.get(rule, 0) + 1
     return False
-
-
-def _text(value, normalize: bool):
-    from tunekit.pipeline.prepare import text_value
-
-    text = text_value(value)
-    if text is None:
-        return None
-    return " ".join(text.split()) if normalize else text.strip()
 
 
 def _messages(value, normalize: bool, where: str) -> list[dict]:

@@ -101,14 +101,11 @@ def meta_from_report(report: dict) -> dict:
 
 
 def _text(cell, normalize: bool):
-    from tunekit.pipeline.prepare import text_value
+    from tunekit.pipeline.prepare import clean_text, text_value
 
-    text = text_value(cell)
-    if text is None and cell is not None and not isinstance(cell, (float, list, dict)):
-        text = str(cell)  # a number or other scalar given as a target ("3")
-    if text is None:
-        return None
-    return " ".join(text.split()) if normalize else text.strip()
+    if text_value(cell) is None and cell is not None and not isinstance(cell, (float, list, dict)):
+        cell = str(cell)  # a number or other scalar given as a target ("3")
+    return clean_text(cell, normalize)
 
 
 def clean(table: "pd.DataFrame", data, meta: dict, where: str):
