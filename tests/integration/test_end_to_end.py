@@ -120,14 +120,64 @@ def test_eval_model_on_a_data_file(trained, tmp_path):
     rows = [{"review": "great fun excellent the movie", "sentiment": "positive"},
             {"review": "awful dull boring the plot", "sentiment": "negative"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tunekit("eval", "--model", str(run / "model"), "--data", str(data), "--text-column", "review",
-                  "--label-column", "sentiment", "--out", str(tmp_path / "scored"), "--json", cwd=tmp_path)
+    out = tunekit("eval", "--model", str(run / "model"), "--data", str(data), "--column", "text=review",
+                  "--column", "label=sentiment", "--out", str(tmp_path / "scored"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
     assert metrics["n"] == 2
     assert (tmp_path / "scored" / "predictions.jsonl").is_file()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"review": "x", "sentiment": "neutral"}) + "\n")
-    out = tunekit("eval", "--model", str(run / "model"), "--data", str(bad), "--text-column", "review",
-                  "--label-column", "sentiment", cwd=tmp_path)
+    out = tunekit("eval", "--model", str(run / "model"), "--data", str(bad), "--column", "text=review",
+                  "--column", "label=sentiment", cwd=tmp_path)
     assert out.returncode == 2 and "unknown label 'neutral'" in out.stderr
+
+
+MEAN_LENGTH_MODULE = '''
+import datasets
+import evaluate
+
+
+class MeanPrediction(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="share of predictions equal to class 1", citation="",
+                                   inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("int64"),
+                                                               "references": datasets.Value("int64")}))
+
+    def _compute(self, predictions, references):
+        return {"share": sum(p == 1 for p in predictions) / len(predictions), "note": "not a number"}
+'''
+
+
+def test_eval_intervals_limit_and_a_user_metric_module(trained, tmp_path):
+    _, run, _ = trained
+    module = tmp_path / "positive_share.py"
+    module.write_text(MEAN_LENGTH_MODULE)
+    out = tunekit("eval", str(run), "--limit", "20", "--metric-module", str(module),
+                  "--min", "positive_share_share=0.1", "--out", str(tmp_path / "lim"), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["n"] == 20
+    preds = [json.loads(line) for line in (tmp_path / "lim" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 20
+    # the user's module ran on these 20 predictions; its non-numeric result is left out
+    assert metrics["positive_share_share"] == pytest.approx(sum(p["prediction"] == "positive" for p in preds) / 20)
+    assert "positive_share_note" not in metrics and metrics["module_metrics"] == ["positive_share_share"]
+    # a 95% interval per metric around its value, described beside it
+    assert metrics["interval"] == {"method": "bootstrap", "kind": "percentile", "confidence": 0.95,
+                                   "resamples": 1000, "seed": 0}
+    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+        low, high = metrics["intervals"][key]
+        assert low <= metrics[key] <= high and 0 <= low and high <= 1
+    full = json.loads((run / "eval" / "metrics.json").read_text())
+    assert full["n"] == 48 and "intervals" in full
+    # the same sample every time
+    again = tunekit("eval", str(run), "--limit", "20", "--out", str(tmp_path / "lim2"), "--json", cwd=tmp_path)
+    assert json.loads(again.stdout)["intervals"] == metrics["intervals"]
+    assert (tmp_path / "lim2" / "predictions.jsonl").read_text() == (tmp_path / "lim" / "predictions.jsonl").read_text()
+    # a module that does not exist, or a gate on a module metric without the module: exit 2 early
+    missing = tunekit("eval", str(run), "--metric-module", str(tmp_path / "nope.py"), cwd=tmp_path)
+    assert missing.returncode == 2 and "metric module not found" in missing.stderr
+    unknown = tunekit("eval", str(run), "--min", "positive_share_share=0.1", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown metric" in unknown.stderr

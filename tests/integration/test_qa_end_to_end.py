@@ -64,6 +64,18 @@ def test_qa_trains_evaluates_and_gates(tmp_path, tiny_model_dir):
     assert failed.returncode == 3
     unknown = tunekit("eval", str(run), "--min", "accuracy=0.5", cwd=tmp_path)
     assert unknown.returncode == 2 and "accuracy" in unknown.stderr
+    low, high = metrics["intervals"]["exact_match"]
+    assert low <= metrics["exact_match"] <= high
+
+    # the model folder alone (its tunekit.json says qa and how it was tokenized) on the test file
+    info = json.loads((run / "model" / "tunekit.json").read_text())
+    assert info["task"] == "qa" and info["tokenize"]["stride"] == 8
+    alone = tunekit("eval", "--model", str(run / "model"), "--data", str(tmp_path / "test.jsonl"),
+                    "--out", str(tmp_path / "alone"), "--json", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    scored = json.loads(alone.stdout)
+    assert scored["task"] == "qa" and scored["n"] == 40
+    assert (scored["exact_match"], scored["f1"]) == (metrics["exact_match"], metrics["f1"])
 
 
 def test_qa_with_a_lora_adapter_trains_and_reloads(tmp_path, tiny_model_dir):

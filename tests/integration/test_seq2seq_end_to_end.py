@@ -161,3 +161,21 @@ def test_translation_decoder_only_lora(tmp_path, tiny_llama):
     assert adapter["task_type"] == "CAUSAL_LM"
     report = json.loads((run / "data" / "tokenize_report.json").read_text())
     assert report["splits"]["train"]["rows"] >= 150 and report["splits"]["train"]["truncated_targets"] == 0
+
+    # the adapter folder alone, on 10 of the test rows, prompted the way it was trained
+    from typer.testing import CliRunner
+
+    from tunekit.cli.app import app
+
+    alone = CliRunner().invoke(app, ["eval", "--model", str(run / "model"), "--data", str(tmp_path / "test.jsonl"),
+                                     "--limit", "10", "--out", str(tmp_path / "alone"), "--json"])
+    assert alone.exit_code == 0, alone.output
+    scored = json.loads((tmp_path / "alone" / "metrics.json").read_text())
+    assert scored["task"] == "translation" and scored["n"] == 10 and scored["model_kind"] == "decoder-only"
+    for name in ("bleu", "chrf"):
+        low, high = scored["intervals"][name]
+        assert low <= scored[name] <= high
+    # a prompt built differently from training would show here: same rows, same predictions
+    ours = {r["id"]: r["prediction"] for r in map(json.loads, (run / "eval" / "predictions.jsonl").read_text().splitlines())}
+    theirs = [json.loads(line) for line in (tmp_path / "alone" / "predictions.jsonl").read_text().splitlines()]
+    assert len(theirs) == 10 and all(ours[r["id"]] == r["prediction"] for r in theirs)

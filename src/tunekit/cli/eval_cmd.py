@@ -14,10 +14,18 @@ from tunekit.errors import GateFailed, TunekitError
 def evaluate(
     run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run directory written by `tunekit finetune`."),
     model: Optional[str] = typer.Option(None, "--model", help="A saved model folder (instead of a run)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data file to score with --model."),
-    text_column: str = typer.Option("text", help="Text column of --data."),
-    label_column: str = typer.Option("label", help="Label column of --data (the model's label names)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data file to score with --model (any task; "
+                                       "classification labels use the model's label names)."),
+    column: Optional[List[str]] = typer.Option(None, "--column", metavar="ROLE=NAME",
+                                               help="With --data: the file's column for a role, e.g. text=review, "
+                                               "label=sentiment, source=article (default: the training recipe's)."),
+    task: Optional[str] = typer.Option(None, "--task", help="With --model: the model's task, for folders "
+                                       "tunekit did not write (they lack tunekit.json)."),
     split: Optional[str] = typer.Option(None, help="Split of the run to score (default: the recipe's eval.split)."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Score only the first N examples."),
+    metric_module: Optional[List[str]] = typer.Option(None, "--metric-module", metavar="PATH",
+                                                      help="An extra local `evaluate` module (.py file or folder) "
+                                                      "run on the predictions; results are named <module>_<key>."),
     out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and predictions.jsonl "
                                                   "(default: <run>/eval, or ./eval with --model)."),
     minimum: Optional[List[str]] = typer.Option(None, "--min", metavar="METRIC=VALUE",
@@ -33,10 +41,25 @@ def evaluate(
                                          help="Write the gates as JUnit XML (one test case per gate) for CI."),
     json_: bool = JsonOption,
 ) -> None:
-    """Score a model; with --min/--max/--max-drop, act as a quality gate (exit code 3 on failure)."""
-    from tunekit.pipeline.gates import parse_gates
+    """Score a model, with a 95% bootstrap interval per metric; with --min/--max/--max-drop it is a
+    quality gate for CI.
 
-    gates = parse_gates(minimum or [], maximum or [], max_drop or [])  # typos fail before any model loads
+    Exit codes: 0 all gates pass, 2 bad input (unknown metric, missing file, baseline of another
+    task), 3 a gate failed. Writes metrics.json and predictions.jsonl atomically."""
+    from tunekit.pipeline.gates import parse_gates
+    from tunekit.pipeline.metric_modules import check_module_refs, module_name
+    from tunekit.recipe.schema import METRICS
+
+    modules = tuple(metric_module or [])
+    check_module_refs(modules)
+    gates = parse_gates(minimum or [], maximum or [], max_drop or [],
+                        extra_prefixes=tuple(f"{module_name(m)}_" for m in modules))  # typos fail before any model loads
+    if task is not None and task not in METRICS:
+        raise TunekitError(f"--task {task!r} is not a task", f"use one of: {', '.join(METRICS)}")
+    if limit is not None and limit < 1:
+        raise TunekitError(f"--limit {limit} scores nothing", "give --limit a positive number of examples")
+    if (column or task) and data is None:
+        raise TunekitError("--column and --task apply to --model with --data", "drop them when scoring a run")
     if max_drop and baseline is None:
         raise TunekitError("--max-drop needs --baseline", "give --baseline the metrics.json of an earlier eval")
     if (run is None) == (model is None) or (model is not None and data is None):
@@ -46,16 +69,16 @@ def evaluate(
     from tunekit.cli.reports import show_metrics
     from tunekit.pipeline.evaluation import evaluate_model, evaluate_run, gate_values
     from tunekit.pipeline.gates import check_gates, read_baseline, write_junit
-    from tunekit.recipe.schema import Columns
     from tunekit.runs import RunDir
 
     if run is not None:
         root = Path(run)
         if not root.is_dir():
             raise TunekitError(f"run directory not found: {run}", "train it first: tunekit finetune RECIPE")
-        metrics = evaluate_run(RunDir(root), split, out)
+        metrics = evaluate_run(RunDir(root), split, out, limit=limit, modules=modules)
     else:
-        metrics = evaluate_model(model, data, Columns(text=text_column, label=label_column), out or Path("eval"))
+        metrics = evaluate_model(model, data, out or Path("eval"), task=task, columns=_columns(column or []),
+                                 limit=limit, modules=modules)
 
     base = gate_values(read_baseline(baseline, metrics["task"])) if baseline is not None else None
     results = check_gates(gates, gate_values(metrics), base)
@@ -72,3 +95,18 @@ def evaluate(
     if failures:
         raise GateFailed("quality gate failed: " + "; ".join(failures),
                          "improve the model or the data, or revisit the threshold")
+
+
+def _columns(items: list[str]) -> dict[str, str]:
+    from tunekit.recipe.schema import Columns
+
+    roles = list(Columns.model_fields)
+    out = {}
+    for item in items:
+        role, sep, name = item.partition("=")
+        if not sep or not name.strip():
+            raise TunekitError(f"--column {item!r} is not ROLE=NAME", "write e.g. --column text=review")
+        if role.strip() not in roles:
+            raise TunekitError(f"--column names unknown role {role.strip()!r}", f"use one of: {', '.join(roles)}")
+        out[role.strip()] = name.strip()
+    return out

@@ -58,18 +58,27 @@ def show_metrics(metrics: dict, title: str) -> None:
     table = Table(title=f"{title}: {metrics.get('split')} split, {metrics.get('n')} examples", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    intervals = metrics.get("intervals") or {}
+    if intervals:
+        table.add_column(f"{int(100 * metrics['interval']['confidence'])}% interval", justify="right")
     from tunekit.recipe.schema import METRICS
 
-    for key in METRICS.get(metrics.get("task", "classification"), ()):
-        if key in metrics:
-            table.add_row(key, f"{metrics[key]:.4f}")
+    def row(key: str, label: str, value) -> None:
+        cells = [label, f"{value:.4f}" if isinstance(value, float) else str(value)]
+        if intervals:
+            cells.append(f"{intervals[key][0]:.4f} - {intervals[key][1]:.4f}" if key in intervals else "")
+        table.add_row(*cells)
+
+    shown = [k for k in METRICS.get(metrics.get("task", "classification"), ()) if k in metrics]
+    extra = metrics.get("module_metrics", [])
+    for key in shown + extra:  # the task's metrics, then any extra metric module's <module>_<key>
+        row(key, key, float(metrics[key]))
     # generative tasks: how long the outputs were and how many the max_new_tokens cap cut off
     for key, label in (("loss", "loss per target token"), ("tokens", "target tokens"),
                        ("generated", "generations"), ("gen_len_mean", "mean generated tokens"),
                        ("capped", "generations cut at max_new_tokens")):
         if key in metrics:
-            value = metrics[key]
-            table.add_row(label, f"{value:.4f}" if isinstance(value, float) else str(value))
+            row(key, label, metrics[key])
     console.print(table)
     per_class = metrics.get("per_class")
     if per_class:

@@ -41,7 +41,9 @@ class GateResult:
         return f"{g.metric} {self.value:.4f} within {g.limit} of baseline {self.baseline:.4f}"
 
 
-def parse_gates(minimum: list[str], maximum: list[str], max_drop: list[str]) -> list[Gate]:
+def parse_gates(minimum: list[str], maximum: list[str], max_drop: list[str],
+                extra_prefixes: tuple[str, ...] = ()) -> list[Gate]:
+    """`extra_prefixes`: names of extra metric modules' results (<module>_<key>) a gate may use."""
     from tunekit.recipe.schema import METRICS
 
     known = sorted({name for names in METRICS.values() for name in names} | {"loss"})  # any task's
@@ -57,7 +59,7 @@ def parse_gates(minimum: list[str], maximum: list[str], max_drop: list[str]) -> 
                 sep = ""
             if not sep or not name:
                 raise TunekitError(f"{flag} {item!r} is not METRIC=VALUE", f"write e.g. {flag} accuracy=0.8")
-            if name not in known and not name.startswith(("precision_", "recall_", "f1_")):
+            if name not in known and not name.startswith(("precision_", "recall_", "f1_", *extra_prefixes)):
                 raise TunekitError(f"{flag} names unknown metric {name!r}",
                                    f"use one of: {', '.join(known)}, or precision_/recall_/f1_<class>")
             if kind == "max_drop" and limit < 0:

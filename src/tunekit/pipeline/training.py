@@ -266,6 +266,7 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
 
     Every rank takes part (sharded FSDP/DeepSpeed weights are gathered collectively); the
     Trainer itself writes only on the main process."""
+    from tunekit.model_info import write_model_info
     from tunekit.pipeline.adapters import save_trained
 
     partial = run.root / ".model.partial"  # one name every process knows
@@ -278,6 +279,7 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
         if is_main():
             tokenizer.save_pretrained(str(partial))
             (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
+            write_model_info(partial, recipe)  # task + input settings: the folder works on its own
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -370,6 +370,10 @@ class EvalConfig(Strict):
     null_threshold: float = Field(0.0, description="qa (v2 data): how much better 'no answer' must score.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     samples: int = Field(8, ge=0, description="causal_lm: test prompts whose generations are saved as samples.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for each metric's 95% interval in "
+                           "metrics.json (0: no intervals).")
+    metric_modules: list[str] = Field(default_factory=list, description="Extra `evaluate` metric modules (a local "
+                                      ".py file or folder) run on the predictions; results are named <module>_<key>.")
 
 
 TaskName = Literal["classification", "qa", "summarization", "translation", "causal_lm"]

@@ -309,14 +309,25 @@ def perplexity(sums, counts) -> tuple[float, float, int]:
     return math.exp(loss), loss, tokens
 
 
-def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
+def per_example_loss(sums, counts):
+    """Bootstrap statistics for perplexity and loss: each example's summed loss and token count."""
+    from tunekit.pipeline.intervals import PerExample
+
+    def aggregate(s) -> dict:
+        loss = float(s["nll"] / s["tokens"]) if s["tokens"] else float("nan")
+        return {"perplexity": math.exp(loss), "loss": loss}
+
+    return PerExample({"nll": list(sums), "tokens": [float(c) for c in counts]}, aggregate)
+
+
+def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], list]:
     """Perplexity over the split's target tokens; generations from its prompts (the first
     eval.samples, or all when eval.metrics names ROUGE/BLEU/chrF, which are then scored)."""
     import torch
 
     from tunekit.pipeline.generation import generate
     from tunekit.pipeline.tokenization import load_tokenizer
-    from tunekit.tasks.text_metrics import generation_scores
+    from tunekit.tasks.text_metrics import generation_scores_with_stats
 
     if "prompt_length" not in data.column_names:
         raise DataError("this split is packed (several examples per row), so its examples cannot be scored "
@@ -332,6 +343,7 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
     candidates = [i for i in range(len(ids)) if prompt_lengths[i] > 0]
     chosen = candidates if scored else candidates[:cfg.samples]
     metrics = {"perplexity": round(ppl, 4), "loss": round(loss, 6), "tokens": tokens, "n": len(ids)}
+    groups = [per_example_loss(sums, counts)]
     rows: list[dict] = []
     if chosen:
         out = generate(model, tokenizer, [ids[i][:prompt_lengths[i]] for i in chosen], cfg.generation)
@@ -339,12 +351,14 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
         metrics.update(generated=len(chosen), capped=sum(out.capped),
                        gen_len_mean=round(sum(out.lengths) / len(chosen), 2))
         if scored:
-            metrics.update(generation_scores(scored, out.texts, references))
+            scores, stats = generation_scores_with_stats(scored, out.texts, references)
+            metrics.update(scores)
+            groups += [stats] if stats else []
         for k, i in enumerate(chosen):
             rows.append({"row": rows_of[i], "prompt": _prompt(prepared, rows_of[i], tokenizer, ids[i][:prompt_lengths[i]]),
                          "generation": out.texts[k], "reference": references[k], "capped": out.capped[k],
                          "loss": round(sums[i] / counts[i], 6) if counts[i] else None})
-    return metrics, rows
+    return metrics, rows, groups
 
 
 def _prompt(prepared, row: int, tokenizer, prompt_ids) -> str:

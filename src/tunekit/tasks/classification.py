@@ -302,6 +302,32 @@ def compute_metrics(preds: Sequence[int], refs: Sequence[int], names: Sequence[s
     }
 
 
+def per_example(preds: Sequence[int], refs: Sequence[int], names: Sequence[str]):
+    """Bootstrap statistics: one-hot predicted, reference and true-positive class per example.
+    Their sums rebuild accuracy and the macro scores exactly as compute_metrics does."""
+    import numpy as np
+
+    from tunekit.pipeline.intervals import PerExample
+
+    k = len(names)
+    pred = np.eye(k)[list(preds)] if len(preds) else np.zeros((0, k))
+    ref = np.eye(k)[list(refs)] if len(refs) else np.zeros((0, k))
+
+    def aggregate(s) -> dict:
+        tp, predicted, actual = s["tp"], s["pred"], s["ref"]
+        precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+        recall = np.divide(tp, actual, out=np.zeros(k), where=actual > 0)
+        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=precision + recall > 0)
+        seen = (actual > 0) | (predicted > 0)  # the classes compute_metrics averages over
+        macro = (lambda v: float(v[seen].mean()) if seen.any() else 0.0)
+        out = {"accuracy": float(tp.sum() / s["one"]) if s["one"] else 0.0,
+               "f1_macro": macro(f1), "precision_macro": macro(precision), "recall_macro": macro(recall)}
+        out.update({f"f1_{name}": float(f1[i]) for i, name in enumerate(names)})
+        return out
+
+    return PerExample({"one": np.ones(len(refs)), "tp": pred * ref, "pred": pred, "ref": ref}, aggregate)
+
+
 def trainer_metrics(meta: dict):
     """compute_metrics for the Trainer's evaluation loop (flat scalars only)."""
     names = meta["label_names"]
@@ -320,8 +346,8 @@ def trainer_metrics(meta: dict):
 EVAL_BATCH = 64
 
 
-def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
-    """Predict a tokenized split in length-sorted batches -> (metrics, prediction rows).
+def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], list]:
+    """Predict a tokenized split in length-sorted batches -> (metrics, prediction rows, bootstrap stats).
 
     `prepared` is the split before tokenization (its `text` column is shown beside each
     prediction); `cfg` is the recipe's eval section (unused by this task)."""
@@ -343,10 +369,11 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
         ids, probs = predict_batch(model, batch)
         preds.update(zip(idx, zip(ids, probs)))
     refs = columns["labels"]
-    metrics = compute_metrics([preds[i][0] for i in range(len(data))], refs, names)
+    predicted = [preds[i][0] for i in range(len(data))]
+    metrics = compute_metrics(predicted, refs, names)
     texts = prepared["text"]
     rows_of = data["row"] if "row" in data.column_names else list(range(len(data)))
     rows = [{"row": rows_of[i], "text": texts[rows_of[i]], "label": names[refs[i]],
              "prediction": names[preds[i][0]],
              "scores": {n: round(p, 6) for n, p in zip(names, preds[i][1])}} for i in range(len(data))]
-    return metrics, rows
+    return metrics, rows, [per_example(predicted, refs, names)]

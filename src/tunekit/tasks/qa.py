@@ -175,13 +175,13 @@ def trainer_metrics(meta: dict):
 
 # ---- eval ------------------------------------------------------------------------------------
 
-def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
+def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], list]:
     """Windows -> start/end logits (length-sorted batches) -> best span per question -> SQuAD scores."""
     import torch
 
     from tunekit.pipeline.tokenization import load_tokenizer
     from tunekit.tasks.qa_decode import decode_predictions
-    from tunekit.tasks.qa_metrics import squad_scores
+    from tunekit.tasks.qa_metrics import per_question, squad_scores
 
     tokenizer = load_tokenizer(model_path)
     model = load_trained(model_path)
@@ -215,4 +215,4 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict]]:
     rows = [{"id": rid, "question": q, "prediction": predictions.get(rid, ""), "answers": references[rid],
              "score": round(float(nbest[rid][0]["score"]), 4) if nbest.get(rid) else None}
             for rid, q in zip(prepared["id"], prepared["question"])]
-    return metrics, rows
+    return metrics, rows, [per_question(predictions, references, version_2)]

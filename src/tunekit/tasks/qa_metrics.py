@@ -143,3 +143,33 @@ def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequen
                         "which SQuAD v1.1 scoring cannot handle",
                         "score with version_2=True (SQuAD v2.0 rules), or drop unanswerable questions")
     return _v1_scores(predictions, references)
+
+
+def question_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                    version_2: bool) -> tuple[list[float], list[float]]:
+    """Exact match and F1 (0-100) per question, in the order of `references`: their means are
+    squad_scores' exact_match and f1 (the bootstrap resamples questions with them)."""
+    exact: list[float] = []
+    f1: list[float] = []
+    for qid, answers in references.items():
+        pred = predictions.get(qid)
+        if version_2:
+            golds = [a for a in answers if normalize_answer(a)] or [""]
+            exact.append(0.0 if pred is None else 100.0 * max(exact_v2(g, pred) for g in golds))
+            f1.append(0.0 if pred is None else 100.0 * max(f1_v2(g, pred) for g in golds))
+        else:
+            exact.append(0.0 if pred is None else 100.0 * max(exact_v1(pred, g) for g in answers))
+            f1.append(0.0 if pred is None else 100.0 * max(f1_v1(pred, g) for g in answers))
+    return exact, f1
+
+
+def per_question(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], version_2: bool):
+    """Bootstrap statistics for exact_match and f1."""
+    from tunekit.pipeline.intervals import PerExample
+
+    exact, f1 = question_scores(predictions, references, version_2)
+
+    def aggregate(s) -> dict:
+        return {"exact_match": float(s["exact"] / s["one"]), "f1": float(s["f1"] / s["one"])}
+
+    return PerExample({"one": [1.0] * len(exact), "exact": exact, "f1": f1}, aggregate)

@@ -327,14 +327,14 @@ def trainer_metrics(meta: dict, tokenizer=None, names: Sequence[str] = ()):
 
 # ---- eval ------------------------------------------------------------------------------------
 
-def evaluate(model_path: str, data, prepared, cfg, names: Sequence[str] = ()) -> tuple[dict, list[dict]]:
+def evaluate(model_path: str, data, prepared, cfg, names: Sequence[str] = ()) -> tuple[dict, list[dict], list]:
     """Generate for every row of a tokenized split (from the source, or the prompt alone for a
     decoder-only model), then score against the untruncated reference texts."""
     import torch
 
     from tunekit.pipeline.generation import generate, is_encoder_decoder
     from tunekit.pipeline.tokenization import load_tokenizer
-    from tunekit.tasks.text_metrics import generation_scores
+    from tunekit.tasks.text_metrics import generation_scores_with_stats
 
     gen_cfg = cfg.generation
     if gen_cfg.max_new_tokens is None:
@@ -352,7 +352,7 @@ def evaluate(model_path: str, data, prepared, cfg, names: Sequence[str] = ()) ->
     rows_of = data["row"]
     sources, targets, row_ids = prepared["source"], prepared["target"], prepared["id"]
     references = [targets[r] for r in rows_of]
-    metrics = generation_scores(names, out.texts, references)
+    metrics, stats = generation_scores_with_stats(names, out.texts, references)
     metrics.update(n=len(inputs),
                    gen_len_mean=round(sum(out.lengths) / max(len(inputs), 1), 2),
                    capped=sum(out.capped),
@@ -360,4 +360,4 @@ def evaluate(model_path: str, data, prepared, cfg, names: Sequence[str] = ()) ->
                    model_kind="encoder-decoder" if is_encoder_decoder(model) else "decoder-only")
     rows = [{"id": row_ids[r], "source": sources[r], "prediction": text, "reference": targets[r], "capped": capped}
             for r, text, capped in zip(rows_of, out.texts, out.capped)]
-    return metrics, rows
+    return metrics, rows, [stats] if stats else []

@@ -41,42 +41,82 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean F-measure of ROUGE-1, -2, -L and -Lsum over the pairs, times 100."""
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+BLEU_KEYS = ("bleu", "chrf")
+
+
+def rouge_per_example(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
+    """F-measure of ROUGE-1, -2, -L and -Lsum for each pair, times 100."""
     from rouge_score import rouge_scorer
 
     _check_pairs(predictions, references)
-    keys = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
-    totals = dict.fromkeys(keys, 0.0)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    out: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for prediction, reference in zip(predictions, references):
         # rougeLsum reads newlines as sentence boundaries; the other keys ignore them
         scores = scorer.score("\n".join(split_sentences(reference)), "\n".join(split_sentences(prediction)))
-        for key in keys:
-            totals[key] += scores[key].fmeasure
+        for key in ROUGE_KEYS:
+            out[key].append(100 * scores[key].fmeasure)
+    return out
+
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F-measure of ROUGE-1, -2, -L and -Lsum over the pairs, times 100."""
+    per = rouge_per_example(predictions, references)
     n = max(len(predictions), 1)
-    return {key: round(100 * total / n, 4) for key, total in totals.items()}
+    return {key: round(sum(values) / n, 4) for key, values in per.items()}
+
+
+def _sacrebleu_metrics():
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return {"bleu": BLEU(), "chrf": CHRF()}  # the defaults corpus_bleu / corpus_chrf use
 
 
 def bleu_chrf(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Corpus BLEU (13a tokenisation) and chrF with sacrebleu's defaults, one reference each."""
-    import sacrebleu
-
     _check_pairs(predictions, references)
-    bleu = sacrebleu.corpus_bleu(predictions, [references])
-    chrf = sacrebleu.corpus_chrf(predictions, [references])
-    return {"bleu": round(bleu.score, 4), "chrf": round(chrf.score, 4)}
+    return {name: round(metric.corpus_score(predictions, [references]).score, 4)
+            for name, metric in _sacrebleu_metrics().items()}
+
+
+def bleu_chrf_stats(predictions: list[str], references: list[str]) -> dict[str, list]:
+    """sacrebleu's sufficient statistics per sentence (n-gram matches and totals, lengths):
+    additive, and summing them is how sacrebleu itself computes the corpus score."""
+    _check_pairs(predictions, references)
+    return {name: metric._extract_corpus_statistics(predictions, [references])
+            for name, metric in _sacrebleu_metrics().items()}
 
 
 def generation_scores(names, predictions: list[str], references: list[str]) -> dict[str, float]:
     """The scores among `names` that these functions produce (others are left to the caller)."""
-    wanted = set(names)
-    scores: dict[str, float] = {}
-    if wanted & {"rouge1", "rouge2", "rougeL", "rougeLsum"}:
-        scores.update(rouge_scores(predictions, references))
-    if wanted & {"bleu", "chrf"}:
-        scores.update(bleu_chrf(predictions, references))
+    scores, _ = generation_scores_with_stats(names, predictions, references)
     return scores
+
+
+def generation_scores_with_stats(names, predictions: list[str], references: list[str]):
+    """(scores, bootstrap statistics) for the ROUGE/BLEU/chrF scores among `names`."""
+    from tunekit.pipeline.intervals import PerExample, point_estimates
+
+    wanted = set(names)
+    stats: dict = {}
+    if wanted & set(ROUGE_KEYS):
+        stats.update(rouge_per_example(predictions, references))
+    if wanted & set(BLEU_KEYS):
+        stats.update(bleu_chrf_stats(predictions, references))
+    if not stats:
+        return {}, None
+    stats["one"] = [1.0] * len(predictions)
+    metrics = _sacrebleu_metrics() if wanted & set(BLEU_KEYS) else {}
+
+    def aggregate(s) -> dict:
+        out = {key: float(s[key] / s["one"]) for key in ROUGE_KEYS if key in s}
+        for name, metric in metrics.items():
+            out[name] = float(metric._compute_score_from_stats([float(v) for v in s[name]]).score)
+        return out
+
+    group = PerExample(stats, aggregate)
+    return {k: round(v, 4) for k, v in point_estimates([group]).items()}, group
 
 
 def _check_pairs(predictions: list[str], references: list[str]) -> None:
