@@ -81,12 +81,13 @@ def evaluate(
                                  limit=limit, modules=modules)
 
     base = gate_values(read_baseline(baseline, metrics["task"])) if baseline is not None else None
-    results = check_gates(gates, gate_values(metrics), base)
+    results = check_gates(gates, gate_values(metrics), base, metrics.get("intervals"))
     if junit is not None:
         write_junit(junit, results, f"tunekit eval {run or model}")
     if json_:
         print_json({**metrics, "gates": [{"metric": r.gate.metric, r.gate.kind: r.gate.limit, "value": r.value,
-                                          "baseline": r.baseline, "passed": r.passed} for r in results]})
+                                          "baseline": r.baseline, "interval": r.interval, "passed": r.passed}
+                                         for r in results]})
     else:
         show_metrics(metrics, "evaluation")
         for r in results:

@@ -31,14 +31,18 @@ class GateResult:
     value: float
     baseline: Optional[float]
     passed: bool
+    interval: Optional[tuple[float, float]] = None  # the value's 95% bootstrap interval
 
     def describe(self) -> str:
         g = self.gate
+        value = f"{g.metric} {self.value:.4f}"
+        if self.interval:
+            value += f" (95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f})"
         if g.kind == "min":
-            return f"{g.metric} {self.value:.4f} >= {g.limit}"
+            return f"{value} >= {g.limit}"
         if g.kind == "max":
-            return f"{g.metric} {self.value:.4f} <= {g.limit}"
-        return f"{g.metric} {self.value:.4f} within {g.limit} of baseline {self.baseline:.4f}"
+            return f"{value} <= {g.limit}"
+        return f"{value} within {g.limit} of baseline {self.baseline:.4f}"
 
 
 def parse_gates(minimum: list[str], maximum: list[str], max_drop: list[str],
@@ -83,7 +87,8 @@ def read_baseline(path: Path, task: str) -> dict:
     return baseline
 
 
-def check_gates(gates: list[Gate], values: dict[str, float], baseline: Optional[dict[str, float]]) -> list[GateResult]:
+def check_gates(gates: list[Gate], values: dict[str, float], baseline: Optional[dict[str, float]],
+                intervals: Optional[dict[str, list[float]]] = None) -> list[GateResult]:
     from tunekit.recipe.schema import LOWER_IS_BETTER
 
     results = []
@@ -105,7 +110,8 @@ def check_gates(gates: list[Gate], values: dict[str, float], baseline: Optional[
             base = baseline[gate.metric]
             drop = value - base if gate.metric in LOWER_IS_BETTER else base - value
             passed = drop <= gate.limit + 1e-12
-        results.append(GateResult(gate, value, base, passed))
+        interval = (intervals or {}).get(gate.metric)
+        results.append(GateResult(gate, value, base, passed, tuple(interval) if interval else None))
     return results
 
 
