@@ -31,6 +31,8 @@ class ModelInfo:
     base_model: Optional[str]       # the recipe's model.name
     recipe_name: Optional[str]
     encode_options: dict            # the task's extra encode arguments (model kind, generation length)
+    normalize_whitespace: bool = True   # data.clean.normalize_whitespace: raw inputs are cleaned alike
+    version_2: bool = False             # qa: trained with unanswerable questions ("no answer" allowed)
 
     @property
     def is_adapter(self) -> bool:
@@ -44,7 +46,7 @@ class ModelInfo:
         return [id2label[k] for k in sorted(id2label, key=int)]
 
 
-def info_payload(recipe) -> dict:
+def info_payload(recipe, version_2: bool = False) -> dict:
     """The part of a recipe that inference needs (written as <model>/tunekit.json)."""
     from tunekit.pipeline.tokenization import encode_options
 
@@ -53,14 +55,32 @@ def info_payload(recipe) -> dict:
         "recipe": recipe.name,
         "base_model": recipe.model.name,
         "tokenize": recipe.tokenize.model_dump(mode="json"),
-        "data": {"columns": recipe.data.columns.model_dump(mode="json"), "style": recipe.data.style},
+        "data": {"columns": recipe.data.columns.model_dump(mode="json"), "style": recipe.data.style,
+                 "normalize_whitespace": recipe.data.clean.normalize_whitespace},
         "eval": recipe.eval.model_dump(mode="json"),
         "encode_options": encode_options(recipe),
+        "version_2": version_2,
     }
 
 
-def write_model_info(model_dir: Path, recipe) -> None:
-    write_json(model_dir / INFO_FILE, info_payload(recipe))
+def payload_of(info: ModelInfo) -> dict:
+    """A ModelInfo back as tunekit.json content (for folders made from a run: exports, merges)."""
+    return {"task": info.task, "recipe": info.recipe_name, "base_model": info.base_model,
+            "tokenize": info.tokenize.model_dump(mode="json"),
+            "data": {"columns": info.columns.model_dump(mode="json"), "style": info.style,
+                     "normalize_whitespace": info.normalize_whitespace},
+            "eval": info.eval.model_dump(mode="json"), "encode_options": info.encode_options,
+            "version_2": info.version_2}
+
+
+def write_model_info(model_dir: Path, recipe, run: RunDir) -> None:
+    write_json(model_dir / INFO_FILE, info_payload(recipe, _version_2(run)))
+
+
+def _version_2(run: RunDir) -> bool:
+    """qa: whether the prepared data had unanswerable questions (prepare's report says)."""
+    report = run.root / "data" / "prepare_report.json"
+    return bool(read_json(report).get("version_2", False)) if report.is_file() else False
 
 
 def _from_payload(payload: dict, model_dir: Path, run: Optional[RunDir], task: Optional[str]) -> ModelInfo:
@@ -76,6 +96,8 @@ def _from_payload(payload: dict, model_dir: Path, run: Optional[RunDir], task: O
         base_model=(payload.get("model") or {}).get("name") if "model" in payload else payload.get("base_model"),
         recipe_name=payload.get("recipe") or payload.get("name"),
         encode_options=payload.get("encode_options") or {},
+        normalize_whitespace=bool(data.get("normalize_whitespace", (data.get("clean") or {}).get("normalize_whitespace", True))),
+        version_2=bool(payload.get("version_2", False)),
     )
 
 
@@ -100,7 +122,8 @@ def find_model(ref: str | Path, task: Optional[str] = None) -> ModelInfo:
         return _from_payload(read_json(model_dir / INFO_FILE), model_dir, run, task)
     if run is not None and run.resolved_recipe.is_file():  # runs trained before tunekit.json existed
         resolved = yaml.safe_load(run.resolved_recipe.read_text()) or {}
-        return _from_payload({**resolved, "encode_options": _encode_options(resolved)}, model_dir, run, task)
+        return _from_payload({**resolved, "encode_options": _encode_options(resolved), "version_2": _version_2(run)},
+                             model_dir, run, task)
     return _from_payload({}, model_dir, run, task)
 
 

@@ -100,6 +100,12 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file atomically: a reader sees the old content or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +113,7 @@ def write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,6 +125,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `target`, on failure it vanishes."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; models and exports are read by other users
     try:
         yield tmp
     except BaseException:

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "evaluate")
+HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "evaluate", "huggingface_hub", "onnx",
+         "onnxruntime", "fastapi", "uvicorn")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -20,7 +21,8 @@ def test_help_leaves_heavy_libraries_unloaded():
 
 
 def test_every_command_help_leaves_heavy_libraries_unloaded():
-    for command in ("validate", "prepare", "tokenize", "finetune", "eval"):
+    for command in ("validate", "prepare", "tokenize", "finetune", "eval", "merge", "predict", "export", "push",
+                    "serve"):
         code = ("from tunekit.cli.app import app\n"
                 f"try:\n    app(['{command}', '--help'])\nexcept SystemExit:\n    pass")
         assert _loaded_after(code) == [], command

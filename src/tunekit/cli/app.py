@@ -6,7 +6,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from tunekit import __version__
-from tunekit.cli import eval_cmd, finetune_cmd, merge_cmd, prepare_cmd, tokenize_cmd, validate_cmd
+from tunekit.cli import (eval_cmd, export_cmd, finetune_cmd, merge_cmd, predict_cmd, prepare_cmd, push_cmd,
+                         serve_cmd, tokenize_cmd, validate_cmd)
 
 
 
@@ -62,6 +63,10 @@ app.command("tokenize", cls=FastHelpCommand)(tokenize_cmd.tokenize)
 app.command("finetune", cls=FastHelpCommand)(finetune_cmd.finetune)
 app.command("eval", cls=FastHelpCommand)(eval_cmd.evaluate)
 app.command("merge", cls=FastHelpCommand)(merge_cmd.merge)
+app.command("predict", cls=FastHelpCommand)(predict_cmd.predict)
+app.command("export", cls=FastHelpCommand)(export_cmd.export)
+app.command("push", cls=FastHelpCommand)(push_cmd.push)
+app.command("serve", cls=FastHelpCommand)(serve_cmd.serve)
 
 
 def main() -> None:

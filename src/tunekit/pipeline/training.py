@@ -279,7 +279,7 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
         if is_main():
             tokenizer.save_pretrained(str(partial))
             (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
-            write_model_info(partial, recipe)  # task + input settings: the folder works on its own
+            write_model_info(partial, recipe, run)  # task + input settings: the folder works on its own
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

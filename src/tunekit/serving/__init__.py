@@ -1,0 +1,1 @@
+"""Inference on raw inputs for every task: tunekit predict and tunekit serve."""
