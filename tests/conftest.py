@@ -73,27 +73,32 @@ def sentiment_csv(tmp_path) -> Path:
     return write_rows_csv(tmp_path / "reviews.csv", make_rows(240))
 
 
+def tiny_recipe(root: Path, model_dir: Path, csv: Path, name: str = "recipe.yaml", **sections) -> Path:
+    """Write a valid tiny classification recipe into `root`, sections deep-merged on top."""
+    recipe = {
+        "name": "tiny",
+        "task": "classification",
+        "output_dir": str(root / "run"),
+        "model": {"name": str(model_dir)},
+        "data": {"train": str(csv), "split": {"validation": 0.1, "test": 0.2, "seed": 1}},
+        "tokenize": {"max_length": 32},
+        # a 1-layer, 16-wide BERT leaves its loss plateau only with a steady, high rate
+        "train": {"epochs": 5, "batch_size": 16, "lr": 5e-3, "scheduler": "constant", "seed": 1,
+                  "logging_steps": 5},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    path = root / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def write_recipe(tmp_path, tiny_model_dir, sentiment_csv):
     """write_recipe(**sections) -> path of a valid tiny recipe, sections deep-merged on top."""
     def write(name: str = "recipe.yaml", **sections) -> Path:
-        recipe = {
-            "name": "tiny",
-            "task": "classification",
-            "output_dir": str(tmp_path / "run"),
-            "model": {"name": str(tiny_model_dir)},
-            "data": {"train": str(sentiment_csv), "split": {"validation": 0.1, "test": 0.2, "seed": 1}},
-            "tokenize": {"max_length": 32},
-            # a 1-layer, 16-wide BERT leaves its loss plateau only with a steady, high rate
-            "train": {"epochs": 5, "batch_size": 16, "lr": 5e-3, "scheduler": "constant", "seed": 1,
-                      "logging_steps": 5},
-        }
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(recipe.get(key), dict):
-                recipe[key] = {**recipe[key], **value}
-            else:
-                recipe[key] = value
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-        return path
+        return tiny_recipe(tmp_path, tiny_model_dir, sentiment_csv, name, **sections)
     return write

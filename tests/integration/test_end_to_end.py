@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_rows, tiny_recipe, write_rows_csv
+
 TUNEKIT = str(Path(sys.executable).with_name("tunekit"))
 
 
@@ -16,19 +18,30 @@ def tunekit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([TUNEKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def trained(write_recipe, tmp_path):
-    recipe = write_recipe()
+def train_run(root: Path, model_dir: Path):
+    recipe = tiny_recipe(root, model_dir, write_rows_csv(root / "reviews.csv", make_rows(240)))
     for step in ("prepare", "tokenize"):
-        out = tunekit(step, str(recipe), cwd=tmp_path)
+        out = tunekit(step, str(recipe), cwd=root)
         assert out.returncode == 0, out.stderr
-    out = tunekit("finetune", str(recipe), "--json", cwd=tmp_path)
+    out = tunekit("finetune", str(recipe), "--json", cwd=root)
     assert out.returncode == 0, out.stderr
-    return recipe, tmp_path / "run", json.loads(out.stdout)
+    return recipe, root / "run", json.loads(out.stdout)
 
 
-def test_pipeline_trains_saves_and_gates(trained, tmp_path):
-    recipe, run, result = trained
+@pytest.fixture(scope="module")
+def shared(tiny_model_dir, tmp_path_factory):
+    """One trained run for the tests that only read it (each writes its evaluations elsewhere)."""
+    return train_run(tmp_path_factory.mktemp("e2e-shared"), tiny_model_dir)
+
+
+@pytest.fixture
+def trained(tiny_model_dir, tmp_path):
+    """A run of the test's own, for tests that retrain or overwrite it."""
+    return train_run(tmp_path, tiny_model_dir)
+
+
+def test_pipeline_trains_saves_and_gates(shared, tmp_path):
+    recipe, run, result = shared
     assert "Traceback" not in json.dumps(result)
     # the data steps were cached by the explicit prepare/tokenize calls
     # final model as safetensors with the label maps
@@ -114,8 +127,8 @@ def test_rerun_refuses_then_overwrite_and_resume(trained, tmp_path):
     assert (run / "model" / "model.safetensors").read_bytes() == before
 
 
-def test_eval_model_on_a_data_file(trained, tmp_path):
-    _, run, _ = trained
+def test_eval_model_on_a_data_file(shared, tmp_path):
+    _, run, _ = shared
     data = tmp_path / "heldout.jsonl"
     rows = [{"review": "great fun excellent the movie", "sentiment": "positive"},
             {"review": "awful dull boring the plot", "sentiment": "negative"}]
@@ -150,8 +163,8 @@ class MeanPrediction(evaluate.Metric):
 '''
 
 
-def test_eval_intervals_limit_and_a_user_metric_module(trained, tmp_path):
-    _, run, _ = trained
+def test_eval_intervals_limit_and_a_user_metric_module(shared, tmp_path):
+    _, run, _ = shared
     module = tmp_path / "positive_share.py"
     module.write_text(MEAN_LENGTH_MODULE)
     out = tunekit("eval", str(run), "--limit", "20", "--metric-module", str(module),
