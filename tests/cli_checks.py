@@ -15,3 +15,22 @@ def assert_clean_error(result, *phrases: str) -> None:
     assert any(line.startswith("hint:") for line in lines[starts[0]:]), err
     for phrase in phrases:
         assert phrase in err, (phrase, err)
+
+
+class Ran:
+    """A CLI run in-process, shaped like subprocess.CompletedProcess (returncode, stdout, stderr)."""
+
+    def __init__(self, result) -> None:
+        self.returncode = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+def run_in_process(*args: str) -> Ran:
+    """`tunekit ARGS` without a new interpreter: repeated evals of one run skip ~7 s of imports
+    each. Use it after a test has shown the installed command in a subprocess once."""
+    from typer.testing import CliRunner
+
+    from tunekit.cli.app import app
+
+    return Ran(CliRunner().invoke(app, list(args)))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_checks import run_in_process
 from conftest import make_rows, tiny_recipe, write_rows_csv
 
 TUNEKIT = str(Path(sys.executable).with_name("tunekit"))
@@ -75,23 +76,23 @@ def test_pipeline_trains_saves_and_gates(shared, tmp_path):
 
     ok = tunekit("eval", str(run), "--min", "accuracy=0.5", "--min", "f1_macro=0.5", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    fail = tunekit("eval", str(run), "--min", "accuracy=1.01", cwd=tmp_path)
+    fail = run_in_process("eval", str(run), "--min", "accuracy=1.01")
     assert fail.returncode == 3
     assert "quality gate failed" in fail.stderr and "Traceback" not in fail.stderr
-    as_json = tunekit("eval", str(run), "--json", "--min", "accuracy=0.5", cwd=tmp_path)
+    as_json = run_in_process("eval", str(run), "--json", "--min", "accuracy=0.5")
     parsed = json.loads(as_json.stdout)
     assert parsed["gates"][0]["passed"] is True and "confusion_matrix" in parsed
-    unknown = tunekit("eval", str(run), "--min", "bleu=10", cwd=tmp_path)
+    unknown = run_in_process("eval", str(run), "--min", "bleu=10")
     assert unknown.returncode == 2 and "'bleu', which this evaluation does not produce" in unknown.stderr
-    typo = tunekit("eval", str(run), "--max", "acuracy=1", cwd=tmp_path)
+    typo = run_in_process("eval", str(run), "--max", "acuracy=1")
     assert typo.returncode == 2 and "unknown metric 'acuracy'" in typo.stderr
 
     # CI use: a ceiling, a baseline comparison and JUnit XML with one test case per gate
     baseline = tmp_path / "baseline.json"
     baseline.write_text((run / "eval" / "metrics.json").read_text())
     junit = tmp_path / "reports" / "gates.xml"
-    gated = tunekit("eval", str(run), "--max", "accuracy=1.0", "--baseline", str(baseline),
-                    "--max-drop", "accuracy=0.0", "--junit", str(junit), cwd=tmp_path)
+    gated = run_in_process("eval", str(run), "--max", "accuracy=1.0", "--baseline", str(baseline),
+                    "--max-drop", "accuracy=0.0", "--junit", str(junit))
     assert gated.returncode == 0, gated.stderr
     import xml.etree.ElementTree as ET
 
@@ -100,8 +101,8 @@ def test_pipeline_trains_saves_and_gates(shared, tmp_path):
     better = json.loads(baseline.read_text())
     better["accuracy"] += 0.05  # the earlier model was better: the drop exceeds the allowance
     baseline.write_text(json.dumps(better))
-    dropped = tunekit("eval", str(run), "--baseline", str(baseline), "--max-drop", "accuracy=0.01",
-                      "--junit", str(junit), cwd=tmp_path)
+    dropped = run_in_process("eval", str(run), "--baseline", str(baseline), "--max-drop", "accuracy=0.01",
+                      "--junit", str(junit))
     assert dropped.returncode == 3 and "within 0.01 of baseline" in dropped.stderr
     cases = ET.parse(junit).getroot().find("testsuite").findall("testcase")
     assert len(cases) == 1 and cases[0].find("failure") is not None
@@ -141,8 +142,8 @@ def test_eval_model_on_a_data_file(shared, tmp_path):
     assert (tmp_path / "scored" / "predictions.jsonl").is_file()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"review": "x", "sentiment": "neutral"}) + "\n")
-    out = tunekit("eval", "--model", str(run / "model"), "--data", str(bad), "--column", "text=review",
-                  "--column", "label=sentiment", cwd=tmp_path)
+    out = run_in_process("eval", "--model", str(run / "model"), "--data", str(bad), "--column", "text=review",
+                         "--column", "label=sentiment")
     assert out.returncode == 2 and "unknown label 'neutral'" in out.stderr
 
 
@@ -186,11 +187,11 @@ def test_eval_intervals_limit_and_a_user_metric_module(shared, tmp_path):
     full = json.loads((run / "eval" / "metrics.json").read_text())
     assert full["n"] == 48 and "intervals" in full
     # the same sample every time
-    again = tunekit("eval", str(run), "--limit", "20", "--out", str(tmp_path / "lim2"), "--json", cwd=tmp_path)
+    again = run_in_process("eval", str(run), "--limit", "20", "--out", str(tmp_path / "lim2"), "--json")
     assert json.loads(again.stdout)["intervals"] == metrics["intervals"]
     assert (tmp_path / "lim2" / "predictions.jsonl").read_text() == (tmp_path / "lim" / "predictions.jsonl").read_text()
     # a module that does not exist, or a gate on a module metric without the module: exit 2 early
-    missing = tunekit("eval", str(run), "--metric-module", str(tmp_path / "nope.py"), cwd=tmp_path)
+    missing = run_in_process("eval", str(run), "--metric-module", str(tmp_path / "nope.py"))
     assert missing.returncode == 2 and "metric module not found" in missing.stderr
-    unknown = tunekit("eval", str(run), "--min", "positive_share_share=0.1", cwd=tmp_path)
+    unknown = run_in_process("eval", str(run), "--min", "positive_share_share=0.1")
     assert unknown.returncode == 2 and "unknown metric" in unknown.stderr

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_checks import run_in_process
+
 TUNEKIT = str(Path(sys.executable).with_name("tunekit"))
 WORDS = ["the", "movie", "film", "was", "actors", "story", "a", "and", "really", "this", "good", "dull"]
 
@@ -58,11 +60,11 @@ def test_qa_trains_evaluates_and_gates(tmp_path, tiny_model_dir):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["task"] == "qa" and manifest["status"] == "complete"
 
-    gate = tunekit("eval", str(run), "--min", "exact_match=80", cwd=tmp_path)
+    gate = run_in_process("eval", str(run), "--min", "exact_match=80")
     assert gate.returncode == 0, gate.stderr
-    failed = tunekit("eval", str(run), "--min", "f1=101", cwd=tmp_path)
+    failed = run_in_process("eval", str(run), "--min", "f1=101")
     assert failed.returncode == 3
-    unknown = tunekit("eval", str(run), "--min", "accuracy=0.5", cwd=tmp_path)
+    unknown = run_in_process("eval", str(run), "--min", "accuracy=0.5")
     assert unknown.returncode == 2 and "accuracy" in unknown.stderr
     low, high = metrics["intervals"]["exact_match"]
     assert low <= metrics["exact_match"] <= high
@@ -70,8 +72,8 @@ def test_qa_trains_evaluates_and_gates(tmp_path, tiny_model_dir):
     # the model folder alone (its tunekit.json says qa and how it was tokenized) on the test file
     info = json.loads((run / "model" / "tunekit.json").read_text())
     assert info["task"] == "qa" and info["tokenize"]["stride"] == 8
-    alone = tunekit("eval", "--model", str(run / "model"), "--data", str(tmp_path / "test.jsonl"),
-                    "--out", str(tmp_path / "alone"), "--json", cwd=tmp_path)
+    alone = run_in_process("eval", "--model", str(run / "model"), "--data", str(tmp_path / "test.jsonl"),
+                    "--out", str(tmp_path / "alone"), "--json")
     assert alone.returncode == 0, alone.stderr
     scored = json.loads(alone.stdout)
     assert scored["task"] == "qa" and scored["n"] == 40
