@@ -146,3 +146,15 @@ def test_merge_needs_an_adapter(fake_run):
 def test_invalid_base_model_id(fake_run):
     assert_clean_error(push(str(fake_run), "--repo", "me/model", "--base-model", "../base", "--dry-run"),
                        "--base-model")
+
+
+def test_a_run_trained_before_tunekit_json_ships_one_written_from_its_recipe(fake_run, tmp_path):
+    (fake_run / "model" / "tunekit.json").unlink()
+    (fake_run / "recipe.resolved.yaml").write_text("name: old\ntask: classification\noutput_dir: x\n"
+                                                   "model: {name: org/base}\ndata: {train: t.csv}\n"
+                                                   "tokenize: {max_length: 48}\n")
+    result = push(str(fake_run), "--to", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "out" / "tunekit.json").read_text())
+    assert info["task"] == "classification" and info["tokenize"]["max_length"] == 48
+    assert not (fake_run / "model" / "tunekit.json").exists()  # the run itself is left as it was

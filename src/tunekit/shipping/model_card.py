@@ -232,10 +232,16 @@ def _how_to_use(facts: CardFacts) -> str:
                 f"print(pipe({example}))")
         intro = "With transformers:"
     folder = facts.repo_id.split("/")[-1] if facts.repo_id else ref
-    shell = (f"hf download {facts.repo_id} --local-dir {folder}\n" if facts.repo_id else "") \
-        + f"tunekit predict {folder}   # the task and input settings come from its tunekit.json"
+    shell = ((f"hf download {facts.repo_id} --local-dir {folder}\n" if facts.repo_id else "")
+             + f"tunekit predict {folder} {_PREDICT_ARGS.get(facts.task, _TEXT_ARG)}"
+             + "   # task and input settings come from its tunekit.json")
     return (f"## How to use\n\n{intro}\n\n```python\n{code}\n```\n\n"
             f"With tunekit (see `tunekit predict --help` for the input options):\n\n```bash\n{shell}\n```")
+
+
+_TEXT_ARG = '"Your text here."'
+_PREDICT_ARGS = {"qa": '--question "Who wrote it?" --context "It was written by Ada."',
+                 "causal_lm": '"Write a haiku about rain."'}
 
 
 def _recipe(facts: CardFacts) -> str:

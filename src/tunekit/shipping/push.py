@@ -8,6 +8,7 @@ The access token goes to HfApi and nowhere else: it is never printed, logged or 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +152,7 @@ def _card_facts(opts: PushOptions, info, weights: str, manifest: dict, metrics: 
 
 def ship(opts: PushOptions, say: Callable[[str], None] = lambda _: None) -> dict:
     """Check, build and ship the folder; return what happened (files, sizes, where it went)."""
-    from tunekit.model_info import INFO_FILE, find_model
+    from tunekit.model_info import INFO_FILE, find_model, payload_of
     from tunekit.shipping.model_card import build_card
 
     _check_options(opts)
@@ -178,6 +179,8 @@ def ship(opts: PushOptions, say: Callable[[str], None] = lambda _: None) -> dict
             if (info.model_dir / INFO_FILE).is_file():  # predict and serve read the task from it
                 plan[INFO_FILE] = info.model_dir / INFO_FILE
             weights = "merged"
+        if INFO_FILE not in plan:  # a run trained before tunekit.json existed: write it from the run
+            plan[INFO_FILE] = (json.dumps(payload_of(info), indent=2) + "\n").encode("utf-8")
         plan["README.md"] = build_card(_card_facts(opts, info, weights, manifest, metrics, recipe)).encode("utf-8")
         if metrics_file is not None:
             plan[METRICS_PATH] = metrics_file
