@@ -18,43 +18,29 @@ sees at inference is what it saw in training and in `eval`:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from tunekit.errors import DataError
-
-
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches: little padding per batch."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[at:at + batch_size] for at in range(0, len(order), batch_size)]
 
 
 # ---- classification ------------------------------------------------------------------------------
 
 def classify(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int) -> list[dict]:
-    from tunekit.tasks.classification import collator, predict_batch, preprocess
+    from tunekit.tasks.classification import collator, predict_encoded, preprocess
 
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     # the task's own encoder; the labels it copies are placeholders, dropped before the model
     encoded = preprocess({"text": list(texts), "label": [0] * len(texts)}, tokenizer, max_length)
     encoded.pop("labels")
-    collate = collator(tokenizer)
-    out: list[Optional[dict]] = [None] * len(texts)
-    for idx in _length_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
-        batch = collate([{k: v[i] for k, v in encoded.items()} for i in idx])
-        ids, probs = predict_batch(model, batch)
-        for i, label, p in zip(idx, ids, probs):
-            out[i] = {"label": names[label], "scores": dict(zip(names, p))}
-    return out  # type: ignore[return-value]
+    return [{"label": names[label], "scores": dict(zip(names, probs))}
+            for label, probs in predict_encoded(model, collator(tokenizer), encoded, batch_size)]
 
 
 # ---- extractive QA -----------------------------------------------------------------------------
 
 def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str], tokenize_cfg, eval_cfg,
            version_2: bool, batch_size: int) -> list[dict]:
-    import torch
-
-    from tunekit.tasks.qa import collator
+    from tunekit.tasks.qa import collator, window_logits
     from tunekit.tasks.qa_decode import decode_predictions
     from tunekit.tasks.qa_features import prepare_eval_features
 
@@ -62,19 +48,7 @@ def answer(model, tokenizer, questions: Sequence[str], contexts: Sequence[str], 
     features = prepare_eval_features(ids, questions, contexts, tokenizer, tokenize_cfg.max_length,
                                      tokenize_cfg.stride, where="input")
     inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in features]
-    collate = collator(tokenizer)
-    device = next(model.parameters()).device
-    windows = features["input_ids"]
-    starts: list[Any] = [None] * len(windows)
-    ends: list[Any] = [None] * len(windows)
-    for idx in _length_batches([len(w) for w in windows], batch_size):
-        batch = collate([{c: features[c][i] for c in inputs} for i in idx])
-        with torch.no_grad():
-            logits = model(**{k: v.to(device) for k, v in batch.items()})
-        for j, i in enumerate(idx):
-            n = len(windows[i])  # drop the padding this batch added
-            starts[i] = logits.start_logits[j, :n].float().cpu().numpy()
-            ends[i] = logits.end_logits[j, :n].float().cpu().numpy()
+    starts, ends = window_logits(model, collator(tokenizer), {c: features[c] for c in inputs}, batch_size)
     predictions, nbest = decode_predictions({"id": ids, "context": list(contexts)},
                                             {"example_id": features["example_id"],
                                              "offset_mapping": features["offset_mapping"]},

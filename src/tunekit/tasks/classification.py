@@ -269,6 +269,20 @@ def predict_batch(model, batch: dict) -> tuple[list[int], list[list[float]]]:
     return probs.argmax(-1).tolist(), probs.tolist()
 
 
+def predict_encoded(model, collate, columns: dict[str, list], batch_size: int) -> list[tuple[int, list[float]]]:
+    """(predicted id, class probabilities) per encoded row, in row order; computed in
+    length-sorted batches (less padding). Used by eval and by predict/serve alike."""
+    n = len(columns["input_ids"])
+    order = sorted(range(n), key=lambda i: len(columns["input_ids"][i]))
+    out: list = [None] * n
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        ids, probs = predict_batch(model, collate([{k: values[i] for k, values in columns.items()} for i in idx]))
+        for i, label, p in zip(idx, ids, probs):
+            out[i] = (label, p)
+    return out
+
+
 def compute_metrics(preds: Sequence[int], refs: Sequence[int], names: Sequence[str]) -> dict:
     """accuracy, macro precision/recall/F1, per-class precision/recall/F1, confusion matrix."""
     k = len(names)
@@ -359,15 +373,8 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], li
     model = load_trained(model_path)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    collate = collator(tokenizer)
     columns = {c: data[c] for c in data.column_names if c != "row"}  # python lists, read once
-    order = sorted(range(len(data)), key=lambda i: len(columns["input_ids"][i]))  # less padding per batch
-    preds: dict[int, tuple[int, list[float]]] = {}
-    for start in range(0, len(order), EVAL_BATCH):
-        idx = order[start:start + EVAL_BATCH]
-        batch = collate([{k: values[i] for k, values in columns.items()} for i in idx])
-        ids, probs = predict_batch(model, batch)
-        preds.update(zip(idx, zip(ids, probs)))
+    preds = predict_encoded(model, collator(tokenizer), columns, EVAL_BATCH)
     refs = columns["labels"]
     predicted = [preds[i][0] for i in range(len(data))]
     metrics = compute_metrics(predicted, refs, names)

@@ -175,6 +175,28 @@ def trainer_metrics(meta: dict):
 
 # ---- eval ------------------------------------------------------------------------------------
 
+def window_logits(model, collate, columns: dict[str, list], batch_size: int) -> tuple[list, list]:
+    """Start and end logits (numpy, padding cut off) per window, in window order; computed in
+    length-sorted batches. Used by eval and by predict/serve alike."""
+    import torch
+
+    device = next(model.parameters()).device
+    n = len(columns["input_ids"])
+    order = sorted(range(n), key=lambda i: len(columns["input_ids"][i]))
+    starts: list = [None] * n
+    ends: list = [None] * n
+    for first in range(0, n, batch_size):
+        idx = order[first:first + batch_size]
+        batch = collate([{c: values[i] for c, values in columns.items()} for i in idx])
+        with torch.no_grad():
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+        for j, i in enumerate(idx):
+            length = len(columns["input_ids"][i])  # drop the padding this batch added
+            starts[i] = out.start_logits[j, :length].float().cpu().numpy()
+            ends[i] = out.end_logits[j, :length].float().cpu().numpy()
+    return starts, ends
+
+
 def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], list]:
     """Windows -> start/end logits (length-sorted batches) -> best span per question -> SQuAD scores."""
     import torch
@@ -185,23 +207,9 @@ def evaluate(model_path: str, data, prepared, cfg) -> tuple[dict, list[dict], li
 
     tokenizer = load_tokenizer(model_path)
     model = load_trained(model_path)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
-    collate = collator(tokenizer)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in data.column_names]
-    columns = {c: data[c] for c in inputs}
-    order = sorted(range(len(data)), key=lambda i: len(columns["input_ids"][i]))
-    starts: list = [None] * len(data)
-    ends: list = [None] * len(data)
-    for first in range(0, len(order), EVAL_BATCH):
-        idx = order[first:first + EVAL_BATCH]
-        batch = collate([{c: columns[c][i] for c in inputs} for i in idx])
-        with torch.no_grad():
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-        for j, i in enumerate(idx):
-            n = len(columns["input_ids"][i])  # drop the padding this batch added
-            starts[i] = out.start_logits[j, :n].float().cpu().numpy()
-            ends[i] = out.end_logits[j, :n].float().cpu().numpy()
+    starts, ends = window_logits(model, collator(tokenizer), {c: data[c] for c in inputs}, EVAL_BATCH)
     examples = {"id": prepared["id"], "context": prepared["context"]}
     features = {"example_id": data["example_id"], "offset_mapping": data["offset_mapping"]}
     answers = prepared["answers"]
