@@ -134,6 +134,24 @@ def test_summarization_bert2bert(tmp_path, tiny_bert):
     assert any("eval_rouge1" in entry for entry in logged), logged[-3:]
     config = json.loads((run / "model" / "config.json").read_text())
     assert config["is_encoder_decoder"] and config["decoder_start_token_id"] == 2 and config["eos_token_id"] == 3
+    check_predict_matches_eval(tmp_path, run, "summary")
+
+
+def check_predict_matches_eval(tmp_path: Path, run: Path, key: str) -> None:
+    """`tunekit predict --file` on the raw test file (the recipe's column names, dotted ones too)
+    generates what eval generated from the tokenized split: the same input layout."""
+    from typer.testing import CliRunner
+
+    from tunekit.cli.app import app
+
+    result = CliRunner().invoke(app, ["predict", str(run), "--file", str(tmp_path / "test.jsonl"),
+                                      "--out", str(tmp_path / "predicted.jsonl")])
+    assert result.exit_code == 0, result.output
+    predicted = [json.loads(line) for line in (tmp_path / "predicted.jsonl").read_text().splitlines()]
+    evaluated = {int(r["id"]): r["prediction"]
+                 for r in map(json.loads, (run / "eval" / "predictions.jsonl").read_text().splitlines())}
+    assert len(predicted) == len(evaluated) == 24
+    assert [p["prediction"][key] for p in predicted] == [evaluated[i] for i in range(24)]
 
 
 def test_translation_decoder_only_lora(tmp_path, tiny_llama):
@@ -179,3 +197,4 @@ def test_translation_decoder_only_lora(tmp_path, tiny_llama):
     ours = {r["id"]: r["prediction"] for r in map(json.loads, (run / "eval" / "predictions.jsonl").read_text().splitlines())}
     theirs = [json.loads(line) for line in (tmp_path / "alone" / "predictions.jsonl").read_text().splitlines()]
     assert len(theirs) == 10 and all(ours[r["id"]] == r["prediction"] for r in theirs)
+    check_predict_matches_eval(tmp_path, run, "translation")
