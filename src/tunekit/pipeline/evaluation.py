@@ -14,7 +14,7 @@ from typing import Optional
 
 from tunekit.errors import DataError, RunDirError
 from tunekit.recipe.schema import EvalConfig
-from tunekit.runs import RunDir, atomic_dir, read_json
+from tunekit.runs import RunDir, atomic_dir
 from tunekit.tasks import get_task
 
 
@@ -22,24 +22,23 @@ def evaluate_run(run: RunDir, split: Optional[str] = None, out_dir: Optional[Pat
                  limit: Optional[int] = None, modules: tuple[str, ...] = ()) -> dict:
     """Score the run's model on one of its splits (default: the recipe's eval.split)."""
     import datasets
-    import yaml
+
+    from tunekit.model_info import find_model
 
     if not run.model.is_dir():
         raise RunDirError(f"{run.root} has no trained model ({run.model} is missing)",
                           "train it first: tunekit finetune RECIPE")
     if not run.tokenized.is_dir():
         raise RunDirError(f"{run.root} has no tokenized data", "run: tunekit tokenize RECIPE")
-    resolved = yaml.safe_load(run.resolved_recipe.read_text()) if run.resolved_recipe.is_file() else {}
-    eval_cfg = EvalConfig(**(resolved.get("eval") or {}))
-    split = split or eval_cfg.split
+    info = find_model(run.root)  # the task and eval settings the model was trained with
+    split = split or info.eval.split
     tokenized = datasets.load_from_disk(str(run.tokenized))
     prepared = datasets.load_from_disk(str(run.prepared))
     if split not in tokenized:
         raise DataError(f"{run.root} has no {split!r} split (it has {', '.join(tokenized)})",
                         "choose another with --split, or give the recipe a test file or split share")
-    task_name = read_json(run.manifest).get("task", "classification") if run.manifest.exists() else "classification"
     data, examples = limit_split(tokenized[split], prepared[split], limit)
-    return score(str(run.model), data, examples, task_name, split, out_dir or run.eval_dir, eval_cfg, modules)
+    return score(str(run.model), data, examples, info.task, split, out_dir or run.eval_dir, info.eval, modules)
 
 
 def evaluate_model(model_ref: str, data_ref: str, out_dir: Path, task: Optional[str] = None,

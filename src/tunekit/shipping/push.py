@@ -176,10 +176,10 @@ def ship(opts: PushOptions, say: Callable[[str], None] = lambda _: None) -> dict
             say(f"merging the adapter in {info.model_dir} into its base model")
             merged = merge_adapter(info.model_dir, Path(tmp) / "merged")
             plan = model_plan(merged, opts.allow_pickle)
-            if (info.model_dir / INFO_FILE).is_file():  # predict and serve read the task from it
-                plan[INFO_FILE] = info.model_dir / INFO_FILE
             weights = "merged"
-        if INFO_FILE not in plan:  # a run trained before tunekit.json existed: write it from the run
+        # predict and serve read the task from it: a merged folder lacks it, and runs trained
+        # before tunekit.json existed have none; find_model read the same settings either way
+        if INFO_FILE not in plan:
             plan[INFO_FILE] = (json.dumps(payload_of(info), indent=2) + "\n").encode("utf-8")
         plan["README.md"] = build_card(_card_facts(opts, info, weights, manifest, metrics, recipe)).encode("utf-8")
         if metrics_file is not None:
