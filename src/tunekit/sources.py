@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from tunekit.errors import DataError, ModelError, TunekitError
 
@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 
 PKG_SCHEME = "pkg://"
 TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "text", "arrow")
+GLOB_CHARS = "*?["
+UTF8_HINT = ("convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8 "
+             "(latin1 is a guess: use the encoding the file was written in)")
+
+
+class DataFile(NamedTuple):
+    """One file a data reference names: how to show it (`ref`, as written or pkg://...) and where it is."""
+
+    ref: str
+    path: Path
 
 
 def resolve_pkg(ref: str, error: type[TunekitError] = DataError) -> Path:
@@ -50,6 +60,88 @@ def resolve_data_path(ref: str) -> Path:
     return path
 
 
+def is_glob(ref: str) -> bool:
+    return any(ch in ref for ch in GLOB_CHARS)
+
+
+def expand_data_ref(ref: str) -> list[DataFile]:
+    """A data reference -> the files it names: itself, or every match of a glob, sorted.
+
+    Globs follow the shell: `*` stays inside one folder, `**/` spans any depth, hidden files are
+    skipped. They work inside a package too (pkg://dist/dir/*.jsonl). A match that is a folder
+    counts only when it is a save_to_disk folder, so `data/*` does not pick up stray folders."""
+    import glob
+
+    if not is_glob(ref) or (not ref.startswith(PKG_SCHEME) and Path(ref).expanduser().exists()):
+        return [DataFile(ref, resolve_data_path(ref))]  # a literal name, even one with [ in it
+    if ref.startswith(PKG_SCHEME):
+        dist_name, _, inner = ref[len(PKG_SCHEME):].partition("/")
+        fixed, pattern = _split_glob(inner)
+        root = resolve_pkg(f"{PKG_SCHEME}{dist_name}/{fixed or '.'}", DataError)
+        shown = f"{PKG_SCHEME}{dist_name}/{fixed + '/' if fixed else ''}"
+    else:
+        fixed, pattern = _split_glob(ref)
+        root = Path(fixed or ".").expanduser()
+        shown = fixed + "/" if fixed else ""
+    matches = sorted(glob.glob(os.path.join(glob.escape(str(root)), pattern), recursive=True)) if root.is_dir() else []
+    files = [DataFile(shown + os.path.relpath(m, root).replace(os.sep, "/"), Path(m)) for m in matches
+             if os.path.isfile(m) or _is_saved_dataset(Path(m))]
+    if not files:
+        where = f"folder {root.resolve()}" if root.is_dir() else f"folder {root} does not exist"
+        raise DataError(f"no files match {ref!r} ({where})",
+                        "check the pattern: * matches names inside one folder, **/ any depth below it; "
+                        f"relative paths start at the working directory ({Path.cwd()})")
+    return files
+
+
+def _split_glob(ref: str) -> tuple[str, str]:
+    """'data/*/x.csv' -> ('data', '*/x.csv'): the folder before the first glob part, and the rest."""
+    parts = ref.split("/")
+    first = next(i for i, part in enumerate(parts) if is_glob(part))
+    return "/".join(parts[:first]), "/".join(parts[first:])
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def first_bad_utf8(path: Path) -> Optional[tuple[int, int]]:
+    """(byte, offset) of the first byte that is not valid UTF-8 (offset in the decompressed text for
+    .gz), or None. Read in blocks, so a large file costs one pass and little memory."""
+    import codecs
+    import gzip
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    offset = 0
+    with opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            pending = len(decoder.getstate()[0])  # bytes of a character split across blocks
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return exc.object[exc.start], offset - pending + exc.start
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:  # the file ends inside a character
+            return exc.object[exc.start], offset - len(exc.object) + exc.start
+    return None
+
+
+def not_utf8_error(path: Path, ref: str, kind: str) -> Optional[DataError]:
+    """The DataError for a file that is not UTF-8, or None when it is (the failure was something else)."""
+    try:
+        bad = first_bad_utf8(path)
+    except OSError:
+        return None
+    if bad is None:
+        return None
+    where = " of the decompressed text" if path.suffix.lower() == ".gz" else ""
+    return DataError(f"cannot read {ref} as {kind}: {path.name} is not valid UTF-8 "
+                     f"(byte 0x{bad[0]:02x} at byte offset {bad[1]}{where})", UTF8_HINT)
+
+
 def detect_format(path: Path, fmt: Optional[str] = None) -> str:
     if fmt:
         return fmt
@@ -73,7 +165,7 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
     kind = detect_format(path, fmt)
     try:
         if kind == "arrow":
-            return _load_saved_dataset(path, split)
+            return load_saved_dataset(path, split)
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False,
                                na_values=[""], dtype_backend="numpy_nullable")
@@ -87,6 +179,10 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
     except TunekitError:
         raise
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
+        if isinstance(exc, UnicodeDecodeError) or "utf" in str(exc).lower():
+            bad = not_utf8_error(path, ref, kind)
+            if bad:
+                raise bad from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read {ref} as {kind}: {first}",
                         "check the file, or set data.format if the extension is misleading") from None
@@ -141,7 +237,10 @@ def _read_text(path: Path) -> "pd.DataFrame":
     return pd.DataFrame({"text": lines})
 
 
-def _load_saved_dataset(path: Path, split: str) -> "pd.DataFrame":
+def load_saved_dataset(path: Path, split: str, columns: Optional[list[str]] = None,
+                        limit: Optional[int] = None) -> "pd.DataFrame":
+    """A save_to_disk folder's split; `columns` (those present) and `limit` (first rows) are applied
+    on the memory-mapped dataset, before anything is copied into pandas."""
     import datasets
 
     try:
@@ -154,6 +253,10 @@ def _load_saved_dataset(path: Path, split: str) -> "pd.DataFrame":
             raise DataError(f"{path} holds splits {', '.join(loaded)} but no {split!r}",
                             "save the split under that name, or point at a single-split folder")
         loaded = loaded[split]
+    if columns is not None:
+        loaded = loaded.select_columns([c for c in columns if c in loaded.column_names])
+    if limit is not None:
+        loaded = loaded.select(range(min(limit, len(loaded))))
     return loaded.to_pandas()
 
 

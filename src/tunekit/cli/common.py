@@ -14,6 +14,8 @@ from tunekit.errors import EXIT_SIGINT, EXIT_UNEXPECTED, TunekitError
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
                          help="Override a recipe key, e.g. --set train.lr=3e-5 (repeatable).")
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+StrictOption = typer.Option(False, "--strict", help="Stop with exit code 2 on any data warning "
+                            "(same as --set data.quality.strict=true).")
 
 
 def report_errors(fn: Callable) -> Callable:
@@ -66,16 +68,19 @@ def _exit(code: int) -> None:
     raise typer.Exit(code)
 
 
-def load(recipe: str, overrides: Optional[List[str]]):
+def load(recipe: str, overrides: Optional[List[str]], strict: bool = False):
     from tunekit.recipe import load_recipe
 
-    return load_recipe(recipe, overrides or [])
+    return load_recipe(recipe, [*(overrides or []), *(["data.quality.strict=true"] if strict else [])])
 
 
 def quiet_libraries() -> None:
     """Keep the HF libraries' logs and bars out of the way; tunekit shows its own progress."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Encode batches on every core. Saying so explicitly (rather than leaving it unset) also keeps
+    # the tokenizers library quiet when a launcher forks and execs (torchrun); tunekit never
+    # tokenizes in a forked child, the case its warning is about.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     import datasets
     import transformers

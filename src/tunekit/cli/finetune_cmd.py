@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from tunekit.cli.common import JsonOption, SetOption, load, print_json, quiet_libraries, report_errors
+from tunekit.cli.common import JsonOption, SetOption, StrictOption, load, print_json, quiet_libraries, report_errors
 from tunekit.console import console
 
 LAUNCHED_ENV = "TUNEKIT_LAUNCHED"  # set for the processes `--nproc` starts: the parent showed the data
@@ -24,11 +24,12 @@ def finetune(
     gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", metavar="SIZE",
                                              help="With --dry-run: the GPU's memory (24GiB, 80GB); "
                                                   "says whether the run fits and what to change."),
+    strict: bool = StrictOption,
     json_: bool = JsonOption,
 ) -> None:
     """Prepare and tokenize when stale, train, save <run>/model, and evaluate."""
     limit = _memory_budget(gpu_memory, dry_run)  # a bad size fails before anything loads
-    cfg = load(recipe, overrides)
+    cfg = load(recipe, overrides, strict)
     quiet_libraries()
     if dry_run:
         _dry_run(cfg, limit, nproc, json_)
@@ -42,7 +43,7 @@ def finetune(
         from tunekit.pipeline.training import prepare_launch
 
         prepare_launch(cfg, overwrite, resume, nproc, show)  # data steps and checks once, before N processes
-        args = ["finetune", recipe, *[f"--set={o}" for o in overrides or []]]
+        args = ["finetune", recipe, *[f"--set={o}" for o in overrides or []]] + ["--strict"] * strict
         args += ["--overwrite"] * overwrite + ["--resume"] * resume + ["--json"] * json_
         os.environ[LAUNCHED_ENV] = "1"
         raise typer.Exit(launch(nproc, args))

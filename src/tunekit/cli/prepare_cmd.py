@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from tunekit.cli.common import JsonOption, SetOption, load, print_json, quiet_libraries, report_errors
+from tunekit.cli.common import JsonOption, SetOption, StrictOption, load, print_json, quiet_libraries, report_errors
 
 
 @report_errors
@@ -13,10 +13,14 @@ def prepare(
     recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML file."),
     overrides: Optional[List[str]] = SetOption,
     force: bool = typer.Option(False, "--force", help="Recompute even when the cached output is current."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, metavar="N",
+                                         help="A quick look: read only the first N rows of each source, report, "
+                                              "and write nothing."),
+    strict: bool = StrictOption,
     json_: bool = JsonOption,
 ) -> None:
-    """Load, clean and split the data; report rows per rule, labels and leakage."""
-    cfg = load(recipe, overrides)
+    """Load, clean, check and split the data; report rows per rule, labels, duplicates and leakage."""
+    cfg = load(recipe, overrides, strict)
     quiet_libraries()
     from tunekit.cli.reports import show_prepare
     from tunekit.pipeline.prepare import run_prepare
@@ -24,8 +28,9 @@ def prepare(
     from tunekit.runs import RunDir
 
     run = RunDir(Path(cfg.output_dir))
-    refuse_data_change(cfg, run)
-    result = run_prepare(cfg, run, force=force)
+    if sample is None:
+        refuse_data_change(cfg, run)
+    result = run_prepare(cfg, run, force=force, sample=sample)
     if json_:
         print_json(result.report)
     else:

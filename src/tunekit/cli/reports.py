@@ -38,8 +38,111 @@ def show_prepare(report: dict, reused: bool) -> None:
         console.print(f"split from train: {', '.join(report['split_from_train'])}")
     leaks = {k: v for k, v in report["leakage"].items() if v}
     console.print("leakage: " + (", ".join(f"{k} share {v} examples" for k, v in leaks.items()) if leaks else "none"))
+    quality = report.get("quality") or {}  # absent in reports written before data.quality existed
+    _show_quality_counts(quality)
+    _show_balance(quality.get("balance") or {}, report.get("label_names") or [])
+    _show_offenders(quality.get("offenders") or {}, report.get("label_names") or [])
     for warning in report.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+QUALITY_COLUMNS = (("exact_duplicates", "exact dup"), ("near_duplicates", "near dup"),
+                   ("leaked_exact", "leaked exact"), ("leaked_near", "leaked near"),
+                   ("label_conflicts", "label conflicts"), ("dropped", "dropped"))
+BAR = 24  # characters of the longest bar
+
+
+def _bar(value: float, top: float, width: int = BAR) -> str:
+    """A horizontal bar in eighths of a character, so small differences still show."""
+    eighths = int(round(width * 8 * value / top)) if top > 0 else 0
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
+def _show_quality_counts(quality: dict) -> None:
+    counts = quality.get("counts") or {}
+    columns = [(k, label) for k, label in QUALITY_COLUMNS if any(k in c for c in counts.values())]
+    if not columns:
+        return
+    policies = quality.get("policies") or {}
+    note = (f"near-duplicates: similarity >= {policies.get('threshold')}; within a split: {policies.get('within')}; "
+            f"across splits: {policies.get('across')}") if policies else None
+    table = Table(title="data quality", title_justify="left", caption=note, caption_justify="left")
+    table.add_column("split")
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    for split, c in counts.items():
+        table.add_row(split, *(str(c[k]) if k in c else "-" for k, _ in columns))
+    console.print(table)
+
+
+def _show_balance(balance: dict, names: list) -> None:
+    """Class shares per split as bars, and the majority/minority ratio."""
+    if not balance:
+        return
+    table = Table(title="label balance", title_justify="left")
+    table.add_column("class")
+    splits = list(balance)
+    for split in splits:
+        table.add_column(f"{split} (ratio {balance[split].get('ratio', 0):g}:1)")
+    n = max(len(b.get("shares", [])) for b in balance.values())
+    for i in range(n):
+        cells = []
+        for split in splits:
+            shares = balance[split].get("shares", [])
+            share = shares[i] if i < len(shares) else 0.0
+            cells.append(f"{_bar(share, 1.0, 16):<17}{100 * share:5.1f}%")
+        table.add_row(names[i] if i < len(names) else str(i), *cells)
+    console.print(table)
+
+
+def _where(ref: dict) -> str:
+    """A row reference: `test 12`, or `test (dropped)` for a row a policy removed."""
+    return f"{ref['split']} {ref['row']}" if ref.get("row") is not None else f"{ref['split']} (dropped)"
+
+
+def _show_offenders(offenders: dict, names: list) -> None:
+    """The worst rows of each kind, with row numbers in the prepared splits."""
+    def pairs(title: str, items: list) -> None:
+        table = Table(title=title, title_justify="left")
+        for col in ("similarity", "row", "text", "row", "text"):
+            table.add_column(col, justify="right" if col == "similarity" else "left", overflow="fold")
+        for p in items:
+            table.add_row(f"{p['similarity']:.2f}", _where(p["a"]), p["a"].get("text", ""),
+                          _where(p["b"]), p["b"].get("text", ""))
+        console.print(table)
+
+    if offenders.get("leaks"):
+        pairs("rows repeated across splits (later split first seen in the earlier one)", offenders["leaks"])
+    if offenders.get("near_duplicates"):
+        pairs("near-duplicate rows within a split", offenders["near_duplicates"])
+    if offenders.get("duplicate_groups"):
+        table = Table(title="duplicate rows within a split (same words)", title_justify="left")
+        for col in ("split", "rows", "count", "text"):
+            table.add_column(col, justify="right" if col == "count" else "left", overflow="fold")
+        for g in offenders["duplicate_groups"]:
+            rows = ", ".join(str(r["row"]) if r.get("row") is not None else "dropped" for r in g["rows"])
+            table.add_row(g["split"], rows + (", ..." if g["size"] > len(g["rows"]) else ""), str(g["size"]), g["text"])
+        console.print(table)
+    if offenders.get("label_conflicts"):
+        table = Table(title="same text, different labels", title_justify="left")
+        table.add_column("text", overflow="fold")
+        table.add_column("rows: label", overflow="fold")
+        for c in offenders["label_conflicts"]:
+            labels = ", ".join(f"{_where(r)}: {_label(r, names)}" for r in c["rows"])
+            table.add_row(c["text"], labels)
+        console.print(table)
+    if offenders.get("longest"):
+        table = Table(title="longest rows", title_justify="left")
+        for col in ("row", "chars", "text"):
+            table.add_column(col, justify="right" if col == "chars" else "left", overflow="fold")
+        for r in offenders["longest"]:
+            table.add_row(_where(r), str(r["chars"]), r["text"])
+        console.print(table)
+
+
+def _label(ref: dict, names: list) -> str:
+    i = ref.get("label_id")
+    return names[i] if isinstance(i, int) and 0 <= i < len(names) else str(ref.get("label"))
 
 
 def show_tokenize(report: dict, reused: bool) -> None:
@@ -51,6 +154,32 @@ def show_tokenize(report: dict, reused: bool) -> None:
     for split, s in report["splits"].items():
         table.add_row(split, str(s["rows"]), str(s["truncated"]), str(s["dropped"]),
                       f"{s['tokens_p50']:.0f}", f"{s['tokens_p95']:.0f}", str(s["tokens_max"]))
+    console.print(table)
+    for split, s in report["splits"].items():  # optional: reports before the histogram existed lack them
+        if s.get("histogram"):
+            _show_histogram(split, s["histogram"])
+        if s.get("longest"):
+            shown = ", ".join(f"row {r['row']} ({r['tokens']} tokens)" for r in s["longest"])
+            console.print(f"{split}: longest rows: {shown}")
+    if report.get("histogram_png"):
+        console.print(f"token-length histogram: {report['histogram_png']}")
+
+
+def _show_histogram(split: str, hist: dict) -> None:
+    """Token lengths as horizontal bars; bars past max_length (cut or dropped rows) in red."""
+    edges, counts = hist["edges"], hist["counts"]
+    limit = hist.get("max_length")
+    title = f"{split}: tokens per row ({hist.get('rows', sum(counts))} rows"
+    title += f", {hist.get('over', 0)} over max_length {limit})" if limit else ")"
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
+    table.add_column("tokens", justify="right")
+    table.add_column("bar")
+    table.add_column("rows", justify="right")
+    top = max(counts) if counts else 0
+    for lo, hi, n in zip(edges, edges[1:], counts):
+        over = limit is not None and lo > limit
+        bar = _bar(n, top, 40)
+        table.add_row(f"{lo}-{hi - 1}", f"[red]{bar}[/]" if over else bar, str(n))
     console.print(table)
 
 

@@ -12,13 +12,13 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from tunekit.errors import DataError
 from tunekit.recipe.schema import Columns, Recipe, SplitConfig
-from tunekit.runs import (RunDir, atomic_dir, cached_fingerprint, fingerprint, read_json,
-                          sha256_path, write_json)
-from tunekit.sources import load_table, resolve_data_path
+from tunekit.runs import RunDir, atomic_dir, cached_fingerprint, fingerprint, read_json, write_json
+from tunekit.pipeline.quality import check_splits, filter_rows
+from tunekit.pipeline.reading import read_split, source_hashes
 from tunekit.tasks import get_task
 
 if TYPE_CHECKING:
@@ -40,44 +40,50 @@ def report_path(run: RunDir) -> Path:
 
 
 def prepare_fingerprint(recipe: Recipe) -> tuple[str, dict]:
-    """Fingerprint of everything prepare reads: the data section and the bytes of each source."""
-    hashes = {}
-    for split in SPLITS:
-        ref = getattr(recipe.data, split)
-        if ref:
-            hashes[split] = {"ref": ref, "sha256": sha256_path(resolve_data_path(ref))}
-    return fingerprint("prepare", recipe.task, recipe.data.model_dump(mode="json"), hashes), hashes
+    """Fingerprint of everything prepare reads: the data section and the bytes of each source
+    (every file a glob matches). `quality.strict` only decides whether warnings stop the run."""
+    hashes = source_hashes(recipe.data)
+    section = recipe.data.model_dump(mode="json")
+    section["quality"].pop("strict")
+    return fingerprint("prepare", recipe.task, section, hashes), hashes
 
 
-def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
+def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Optional[int] = None) -> StepResult:
+    """Prepare the run's data, or reuse it while its fingerprint holds. `sample`: a quick look at the
+    first N rows of each source; nothing is written (the run directory stays as it was)."""
     start = time.perf_counter()
     fp, hashes = prepare_fingerprint(recipe)
-    if not force and run.prepared.exists() and cached_fingerprint(report_path(run)) == fp:
-        return StepResult(fp, read_json(report_path(run)), True, time.perf_counter() - start)
+    if not sample and not force and run.prepared.exists() and cached_fingerprint(report_path(run)) == fp:
+        report = read_json(report_path(run))
+        enforce_strict(report, recipe)
+        return StepResult(fp, report, True, time.perf_counter() - start)
 
     task = get_task(recipe.task)
     data = recipe.data
     frames: dict[str, "pd.DataFrame"] = {}
     rules: dict[str, dict] = {}
+    read_keys: set[str] = set()  # counts of what was read (files, mixture shares), not of rows dropped
     meta: dict = {}
     for split in SPLITS:
-        ref = getattr(data, split)
-        if not ref:
+        if not getattr(data, split):
             continue
-        where = f"{split} data ({ref})"
         roles = task.columns(data) if hasattr(task, "columns") else task.COLUMNS  # causal_lm: by data.style
-        table = select_columns(load_table(ref, data.format, split), data.columns, roles, where)
+        table, where, read_counts = read_split(data, split, roles, sample=sample)
         if split == "train":
             meta = task.meta(table, data)
         frames[split], rules[split] = task.clean(table, data, meta, where)
+        frames[split], quality_counts = filter_rows(frames[split], recipe, task)
+        read_keys |= set(read_counts)
+        rules[split] = {**read_counts, **rules[split], **quality_counts}
+        rules[split]["rows_out"] = len(frames[split])
 
     for split, frame in frames.items():  # a file the recipe names must keep some rows
         if frame.empty:
             dropped = ", ".join(f"{n} {rule}" for rule, n in rules[split].items()
-                                if rule not in ("rows_in", "rows_out") and n)
+                                if rule not in ("rows_in", "rows_out") and rule not in read_keys and n)
             raise DataError(f"no {'training' if split == 'train' else split} rows are left after cleaning ({rules[split]['rows_in']} in; "
                             f"dropped: {dropped or 'none'})",
-                            "check data.columns, data.labels and data.clean against the file's content")
+                            "check data.columns, data.labels, data.clean and data.quality against the file's content")
     made = _split_missing(frames, data.split, task)
     if frames["train"].empty:
         raise DataError(f"splitting {rules['train']['rows_out']} rows left none for training",
@@ -85,6 +91,7 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
     if data.max_train_rows and len(frames["train"]) > data.max_train_rows:
         frames["train"] = frames["train"].sample(n=data.max_train_rows, random_state=data.split.seed)
     frames = {s: f for s, f in frames.items() if not f.empty}  # a split share that rounded to 0 rows
+    frames, quality = check_splits(frames, recipe, task, meta=meta)  # near-duplicates, leakage, label conflicts
 
     report = {
         "fingerprint": fp,
@@ -95,11 +102,26 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False) -> StepResult:
         "rows": {s: len(f) for s, f in frames.items()},
         **task.describe(frames, meta),  # e.g. label names and distribution; the task's warnings
         "leakage": _leakage(frames, task),
+        "quality": quality,
     }
-    report.setdefault("warnings", [])
-    _save(frames, meta, task, run)
-    write_json(report_path(run), report)
+    report["warnings"] = report.get("warnings", []) + quality.get("warnings", [])
+    if sample:
+        report["sample"] = sample
+    else:
+        _save(frames, meta, task, run)
+        write_json(report_path(run), report)
+    enforce_strict(report, recipe)
     return StepResult(fp, report, False, time.perf_counter() - start)
+
+
+def enforce_strict(report: dict, recipe: Recipe) -> None:
+    """data.quality.strict (--strict): a data warning stops the run with exit code 2. The prepared
+    data stays saved, so a rerun after fixing nothing else is instant."""
+    warnings = report.get("warnings") or []
+    if recipe.data.quality.strict and warnings:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise DataError(f"strict mode: {warnings[0]}{more}",
+                        "fix the data (tunekit prepare lists every warning), or drop --strict / data.quality.strict")
 
 
 def select_columns(raw: "pd.DataFrame", cols: Columns, roles, where: str) -> "pd.DataFrame":

@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from tunekit.recipe.base import Strict
+from tunekit.recipe.data_schema import (  # noqa: F401  (re-exported: the recipe schema in one place)
+    CleanConfig, Columns, DataConfig, LabelConfig, NearDuplicateConfig, QualityConfig, SourceConfig, SourceList,
+    SplitConfig)
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["CleanConfig", "Columns", "DataConfig", "LabelConfig", "NearDuplicateConfig", "QualityConfig",
+           "SourceConfig", "SourceList", "SplitConfig"]  # the data section, re-exported (no star imports here)
 
 
 class ModelConfig(Strict):
@@ -24,97 +28,40 @@ class ModelConfig(Strict):
         None, description="summarization/translation: warm-start an encoder-decoder from `name` (the encoder) "
         "and this checkpoint (the decoder, given cross-attention), e.g. the same encoder-only model twice."
     )
-
-
-class Columns(Strict):
-    """Which source column plays each role; a task reads only the roles it needs."""
-
-    text: str = Field("text", description="classification: the input text.")
-    label: str = Field("label", description="classification: the label (name, integer or score).")
-    context: str = Field("context", description="qa: the passage that holds the answer.")
-    question: str = Field("question", description="qa: the question.")
-    answers: str = Field("answers", description="qa: {text: [...], answer_start: [...]} (SQuAD layout).")
-    id: str = Field("id", description="qa: a question id (made up from the row number when absent).")
-    source: str = Field("source", description="summarization/translation: the input text (document, sentence).")
-    target: str = Field("target", description="summarization/translation: the reference output (summary, translation).")
-    prompt: str = Field("prompt", description="causal_lm (style instruction): the instruction or input.")
-    response: str = Field("response", description="causal_lm (style instruction): the answer the model learns to give.")
-    messages: str = Field("messages", description="causal_lm (style chat): a list of {role, content} messages.")
-
-
-class LabelConfig(Strict):
-    names: Optional[list[str]] = Field(
-        None, description="Class names in id order. Default: the sorted labels found in train."
+    init: Literal["weights", "config"] = Field(
+        "weights", description="weights: load `name`'s pretrained weights. config: a new model with random "
+        "weights from `name`'s config.json (or an architecture name such as llama or bert), resized by "
+        "model.config: the path for a domain model trained from scratch."
     )
-    from_score: Optional[dict[str, tuple[float, float]]] = Field(
-        None,
-        description="Map a numeric score column to classes: {name: [low, high]} (inclusive). "
-        "Rows in no range (a dead zone) are dropped and counted.",
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="init: config only: config values to set, e.g. {hidden_size: 256, "
+        "num_hidden_layers: 4}. The vocabulary size always follows the tokenizer."
     )
-
-    @field_validator("from_score")
-    @classmethod
-    def _ranges_ordered_and_disjoint(cls, ranges):
-        if ranges is None:
-            return ranges
-        if len(ranges) < 2:
-            raise ValueError("needs at least two classes")
-        spans = sorted((lo, hi, name) for name, (lo, hi) in ranges.items())
-        for lo, hi, name in spans:
-            if lo > hi:
-                raise ValueError(f"range for {name!r} has low {lo} above high {hi}")
-        for (_, hi_a, a), (lo_b, _, b) in zip(spans, spans[1:]):
-            if lo_b <= hi_a:
-                raise ValueError(f"ranges for {a!r} and {b!r} overlap")
-        return ranges
 
     @model_validator(mode="after")
-    def _names_match_ranges(self):
-        if self.names and self.from_score and set(self.names) != set(self.from_score):
-            raise ValueError("names and from_score must list the same classes")
+    def _config_needs_init(self):
+        if self.config and self.init != "config":
+            raise ValueError("model.config sets the size of a model built from its config: add model.init: config")
         return self
 
 
-class CleanConfig(Strict):
-    normalize_whitespace: bool = Field(True, description="Collapse runs of whitespace; strip ends.")
-    drop_empty: bool = Field(True, description="Drop rows whose text or label is empty or missing.")
-    drop_duplicates: bool = Field(True, description="Drop exact duplicates (after normalisation).")
+class TokenizerTrainingConfig(Strict):
+    """Train a new tokenizer on the training split (tokenizers library); saved in <run>/tokenizer."""
 
-
-class SplitConfig(Strict):
-    validation: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows for validation.")
-    test: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows for test.")
-    seed: int = Field(42, description="Seed of the shuffle that splits the rows.")
-    stratify: bool = Field(True, description="Keep label proportions equal across splits.")
-
-    @model_validator(mode="after")
-    def _leave_training_rows(self):
-        if self.validation + self.test >= 1.0:
-            raise ValueError("validation + test must leave rows for training (sum < 1)")
-        return self
-
-
-class DataConfig(Strict):
-    train: str = Field(description="Training data: a file, a save_to_disk folder, or pkg://...")
-    validation: Optional[str] = Field(None, description="Validation data; split from train if absent.")
-    test: Optional[str] = Field(None, description="Test data; split from train if absent.")
-    format: Optional[Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "arrow"]] = Field(
-        None, description="File format; guessed from the extension when absent."
+    algorithm: Literal["bpe", "byte-bpe", "wordpiece", "unigram"] = Field(
+        description="bpe (characters, with an unknown token), byte-bpe (bytes: no unknown tokens, GPT-2 style), "
+        "wordpiece (BERT style), or unigram (SentencePiece style)."
     )
-    columns: Columns = Field(default_factory=Columns)
-    style: Literal["text", "instruction", "chat"] = Field(
-        "instruction", description="causal_lm: text (plain language modelling on columns.text), instruction "
-        "(columns.prompt -> columns.response), or chat (columns.messages)."
-    )
-    labels: LabelConfig = Field(default_factory=LabelConfig)
-    clean: CleanConfig = Field(default_factory=CleanConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    max_train_rows: Optional[int] = Field(
-        None, gt=0, description="Keep at most this many training rows (seeded sample)."
-    )
+    vocab_size: int = Field(description="Vocabulary size, special tokens included.", gt=0)
+    min_frequency: int = Field(2, ge=1, description="bpe, byte-bpe, wordpiece: how often a pair must occur to merge.")
+    lowercase: bool = Field(False, description="Lowercase texts before tokenizing (and when training).")
 
 
 class TokenizeConfig(Strict):
+    train_tokenizer: Optional[TokenizerTrainingConfig] = Field(
+        None, description="Train a tokenizer on the training split and use it instead of the model's "
+        "(also: tokenize --train-tokenizer ALGORITHM --vocab-size N)."
+    )
     max_length: int = Field(128, gt=1, description="Maximum tokens per example.")
     truncation: Literal["truncate", "drop", "error"] = Field(
         "truncate", description="Longer examples are truncated, dropped (counted), or an error."

@@ -173,7 +173,9 @@ def _training_data(facts: CardFacts) -> str:
         lines += ["| split | source | sha256 |", "| --- | --- | --- |"]
         for split, src in sources.items():
             src = src if isinstance(src, dict) else {"ref": str(src)}
-            lines.append(f"| {split} | `{_source_name(str(src.get('ref', '')))}` | `{src.get('sha256', '–')}` |")
+            for item in src.get("files") or [src]:  # several files (a glob, a list, a mixture): one row each
+                weight = f" (weight {item['weight']:g})" if item.get("weight") is not None else ""
+                lines.append(f"| {split} | `{_source_name(str(item.get('ref', '')))}`{weight} | `{item.get('sha256', '–')}` |")
         lines.append("")
         lines.append("The sha256 identifies the exact file contents used; compare it to check a copy of the data.")
     if prints:
