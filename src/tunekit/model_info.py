@@ -53,7 +53,8 @@ def info_payload(recipe, version_2: bool = False) -> dict:
     return {
         "task": recipe.task,
         "recipe": recipe.name,
-        "base_model": recipe.model.name,
+        # a model built from a config (model.init: config) has no base: its weights start random
+        "base_model": recipe.model.name if recipe.model.init == "weights" else None,
         "tokenize": recipe.tokenize.model_dump(mode="json"),
         "data": {"columns": recipe.data.columns.model_dump(mode="json"), "style": recipe.data.style,
                  "normalize_whitespace": recipe.data.clean.normalize_whitespace},
@@ -93,7 +94,7 @@ def _from_payload(payload: dict, model_dir: Path, run: Optional[RunDir], task: O
         columns=Columns(**(data.get("columns") or {})),
         style=data.get("style") or "instruction",
         eval=EvalConfig(**(payload.get("eval") or {})),
-        base_model=(payload.get("model") or {}).get("name") if "model" in payload else payload.get("base_model"),
+        base_model=_recipe_base(payload["model"]) if "model" in payload else payload.get("base_model"),
         recipe_name=payload.get("recipe") or payload.get("name"),
         encode_options=payload.get("encode_options") or {},
         normalize_whitespace=bool(data.get("normalize_whitespace", (data.get("clean") or {}).get("normalize_whitespace", True))),
@@ -137,3 +138,8 @@ def _encode_options(resolved: dict) -> dict:
         return encode_options(Recipe(**resolved))
     except (ValidationError, TypeError):
         return {}
+
+
+def _recipe_base(model: dict) -> Optional[str]:
+    """The base model a resolved recipe's model section names (none for model.init: config)."""
+    return model.get("name") if model.get("init", "weights") == "weights" else None

@@ -13,7 +13,6 @@ from tunekit.errors import ModelError
 from tunekit.pipeline.adapters import apply_adapters, quantization_kwargs
 from tunekit.pipeline.freezing import apply_freeze
 from tunekit.recipe import Recipe
-from tunekit.sources import resolve_model
 from tunekit.tasks import get_task
 
 
@@ -29,11 +28,13 @@ def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
     """`meta`: what the task learned from the training data (e.g. label names)."""
     from transformers import set_seed
 
-    from tunekit.pipeline.tokenization import load_tokenizer
+    from tunekit.pipeline.tokenization import load_tokenizer, tokenizer_path
 
     task = get_task(recipe.task)
-    model_path = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(resolve_model(recipe.model.tokenizer or recipe.model.name))
+    from tunekit.tasks.model_init import model_source
+
+    model_path = model_source(recipe)  # a folder, or an architecture name (model.init: config)
+    tokenizer = load_tokenizer(tokenizer_path(recipe))
     set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
     load_kwargs = quantization_kwargs(recipe.train.peft)  # qlora: 4-bit base weights (CUDA only)
     try:

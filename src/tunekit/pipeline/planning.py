@@ -339,6 +339,9 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
         data_note = f"wrote the prepared and tokenized data cache to {run.root / 'data'} (finetune would too)"
 
     setup = build_training_model(recipe, get_task(recipe.task).meta_from_report(prepared.report))
+    if recipe.model.init == "config":  # built by the same code as finetune's (tasks/model_init.py)
+        notes.append(f"model.init: config: a new {setup.model.config.model_type} model with random weights, "
+                     f"sized by model.config and its tokenizer ({len(setup.tokenizer)} tokens)")
     shape = read_shape(setup.model)
     params = read_params(setup.model, shape.layers)
     train = tokenized.report["splits"]["train"]

@@ -1,25 +1,27 @@
 """tokenize: prepared splits -> token ids with a truncation policy and length statistics.
 
 Output: <run>/data/tokenized and <run>/data/tokenize_report.json, cached by a fingerprint of
-the prepared data, the tokenize section and the tokenizer's files.
+the prepared data, the tokenize section and the tokenizer's files, and within that per split:
+a split whose prepared rows did not change keeps its encoded output (hard-linked, not re-encoded).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
-from tunekit.errors import DataError, ModelError, RunDirError
+from tunekit.errors import ModelError, RunDirError
 from tunekit.pipeline.prepare import StepResult, prepare_fingerprint, run_prepare
 from tunekit.pipeline.prepare import report_path as prepare_report_path
-from tunekit.recipe.schema import Recipe, TokenizeConfig
+from tunekit.recipe.schema import Recipe
 from tunekit.runs import RunDir, atomic_dir, cached_fingerprint, fingerprint, read_json, sha256_file, write_json
 from tunekit.sources import resolve_model
 from tunekit.tasks import get_task
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt", "merges.txt", "vocab.json", "spiece.model", "tokenizer.model")
-MAP_BATCH = 1000
 
 
 def report_path(run: RunDir) -> Path:
@@ -41,6 +43,14 @@ def load_tokenizer(path: str):
     return tok
 
 
+def tokenizer_path(recipe: Recipe) -> str:
+    """The tokenizer a recipe uses: one trained by tokenize.train_tokenizer lives in <run>/tokenizer;
+    otherwise model.tokenizer, or the model's own."""
+    if recipe.tokenize.train_tokenizer is not None:
+        return str(Path(recipe.output_dir) / "tokenizer")
+    return resolve_model(recipe.model.tokenizer or recipe.model.name)
+
+
 def tokenizer_fingerprint(path: str) -> dict:
     folder = Path(path)
     return {name: sha256_file(folder / name) for name in TOKENIZER_FILES if (folder / name).is_file()}
@@ -54,9 +64,23 @@ def encode_options(recipe: Recipe) -> dict:
 
 
 def tokenize_fingerprint(recipe: Recipe, prepared_fp: str, tok_path: str) -> str:
+    return fingerprint(_encoding_settings(recipe, tok_path), prepared_fp)
+
+
+def _encoding_settings(recipe: Recipe, tok_path: str) -> str:
+    """Everything an encoded split depends on besides its prepared rows."""
     options = encode_options(recipe)
-    return fingerprint("tokenize", recipe.task, prepared_fp, recipe.tokenize.model_dump(mode="json"),
+    return fingerprint("tokenize", recipe.task, recipe.tokenize.model_dump(mode="json"),
                        tokenizer_fingerprint(tok_path), *([options] if options else []))
+
+
+def prepared_split_hash(run: RunDir, split: str) -> str:
+    """The content of one prepared split (its Arrow files and features): a split whose rows did not
+    change keeps its tokenized output when another split's source changes."""
+    folder = run.prepared / split
+    info = read_json(folder / "dataset_info.json") if (folder / "dataset_info.json").is_file() else {}
+    files = sorted(folder.glob("*.arrow"))
+    return fingerprint(info.get("features"), [sha256_file(f) for f in files])
 
 
 def refuse_data_change(recipe: Recipe, run: RunDir,
@@ -68,7 +92,7 @@ def refuse_data_change(recipe: Recipe, run: RunDir,
         return
     prepared_fp, _ = prepare_fingerprint(recipe)
     stale = cached_fingerprint(prepare_report_path(run)) != prepared_fp
-    tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
+    tok_path = tokenizer_path(recipe)
     stale = stale or cached_fingerprint(report_path(run)) != tokenize_fingerprint(recipe, prepared_fp, tok_path)
     if stale:
         raise RunDirError(f"{run.root} holds a training run, and this recipe's data, tokenize section or "
@@ -79,7 +103,11 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     """Run prepare if stale, then tokenize if stale. Returns both steps' results."""
     prepared = run_prepare(recipe, run, force=force)
     start = time.perf_counter()
-    tok_path = resolve_model(recipe.model.tokenizer or recipe.model.name)
+    if recipe.tokenize.train_tokenizer is not None:  # trained on the prepared train split, cached
+        from tunekit.pipeline.tokenizer_training import train_tokenizer_step
+
+        train_tokenizer_step(recipe, run, prepared, force=force)
+    tok_path = tokenizer_path(recipe)
     fp = tokenize_fingerprint(recipe, prepared.fingerprint, tok_path)
     if not force and run.tokenized.exists() and cached_fingerprint(report_path(run)) == fp:
         return prepared, StepResult(fp, read_json(report_path(run)), True, time.perf_counter() - start)
@@ -87,71 +115,57 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     import datasets
 
     tokenizer = load_tokenizer(tok_path)
+    from tunekit.pipeline.tokenizer_training import check_special_tokens
+
+    check_special_tokens(tokenizer, recipe.task)  # a missing pad/eos token, named before any encoding
     task = get_task(recipe.task)
     source = datasets.load_from_disk(str(run.prepared))
-    out = {}
-    splits = {}
+    previous = read_json(report_path(run)) if not force and run.tokenized.exists() and report_path(run).exists() else {}
+    settings = _encoding_settings(recipe, tok_path)
+    encoded, splits, kept = {}, {}, []
     options = encode_options(recipe)
     for split, ds in source.items():
-        out[split], splits[split] = task.encode(ds, tokenizer, recipe.tokenize, split, **options)
+        split_fp = fingerprint(settings, split, prepared_split_hash(run, split))
+        before = (previous.get("splits") or {}).get(split) or {}
+        if before.get("fingerprint") == split_fp and (run.tokenized / split).is_dir():
+            kept.append(split)  # same rows, same settings: the encoded split is still valid
+            splits[split] = {**before, "reused": True}
+            continue
+        encoded[split], stats = task.encode(ds, tokenizer, recipe.tokenize, split, **options)
+        splits[split] = {**stats, "fingerprint": split_fp, "reused": False}
     report = {"fingerprint": fp, "tokenizer": recipe.model.tokenizer or recipe.model.name,
               "max_length": recipe.tokenize.max_length, "truncation": recipe.tokenize.truncation,
               "splits": splits}
     with atomic_dir(run.tokenized) as tmp:
-        datasets.DatasetDict(out).save_to_disk(str(tmp))
+        for split in source:  # the layout of DatasetDict.save_to_disk, one split folder at a time
+            if split in kept:
+                shutil.copytree(run.tokenized / split, tmp / split, copy_function=_link_or_copy)
+            else:
+                encoded[split].save_to_disk(str(tmp / split))
+        write_json(tmp / "dataset_dict.json", {"splits": list(source)})
+    report["histogram_png"] = _length_plot(run, splits)
     write_json(report_path(run), report)
     return prepared, StepResult(fp, report, False, time.perf_counter() - start)
 
 
-def tokenize_split(ds, preprocess, tokenizer, cfg: TokenizeConfig, split: str):
-    """Encode one prepared split in batches, one feature per row (adds `row` and the untruncated
-    `n_tokens`); `preprocess(batch, tokenizer, max_length)` is the task's encoder."""
-    return ds.map(_encoder(preprocess, tokenizer, cfg), batched=True, batch_size=MAP_BATCH, with_indices=True,
-                  remove_columns=ds.column_names, desc=f"tokenize {split}",
-                  load_from_cache_file=False, keep_in_memory=True)
+def _length_plot(run: RunDir, splits: dict) -> "str | None":
+    """<run>/data/token_lengths.png from the splits' histograms (tasks that report none: no plot)."""
+    from tunekit.pipeline.length_report import write_png
+
+    histograms = {split: stats.get("histogram_fine", stats["histogram"]) for split, stats in splits.items()
+                  if "histogram" in stats}
+    if not histograms:
+        return None
+    path = run.root / "data" / "token_lengths.png"
+    tmp = path.with_suffix(".tmp.png")
+    write_png(histograms, tmp)
+    os.replace(tmp, path)  # a reader never sees half a picture
+    return str(path)
 
 
-def _encoder(preprocess, tokenizer, cfg: TokenizeConfig):
-    """Encode without truncation to measure true lengths; re-encode only the long rows."""
-    def encode(batch: dict, rows: list[int]) -> dict:
-        full = preprocess(batch, tokenizer, None)
-        full["row"] = rows  # the row in the prepared split, so predictions can show the text
-        lengths = [len(ids) for ids in full["input_ids"]]
-        long_rows = [i for i, n in enumerate(lengths) if n > cfg.max_length]
-        if long_rows and cfg.truncation == "truncate":
-            subset = {key: [values[i] for i in long_rows] for key, values in batch.items()}
-            cut = preprocess(subset, tokenizer, cfg.max_length)
-            for j, i in enumerate(long_rows):
-                for key in cut:
-                    full[key][i] = cut[key][j]
-        full["n_tokens"] = lengths
-        return full
-    return encode
-
-
-def apply_policy(ds, cfg: TokenizeConfig, split: str):
-    import numpy as np
-
-    lengths = np.asarray(ds["n_tokens"])
-    over = int((lengths > cfg.max_length).sum())
-    if over and cfg.truncation == "error":
-        first = int(np.argmax(lengths > cfg.max_length))
-        raise DataError(f"{over} {split} rows are longer than tokenize.max_length={cfg.max_length} "
-                        f"(first: row {first}, {int(lengths[first])} tokens)",
-                        "raise tokenize.max_length, or set tokenize.truncation to truncate or drop")
-    dropped = 0
-    if over and cfg.truncation == "drop":
-        ds = ds.filter(lambda n: n <= cfg.max_length, input_columns="n_tokens", keep_in_memory=True)
-        dropped = over
-        if len(ds) == 0:
-            raise DataError(f"every {split} row is longer than tokenize.max_length={cfg.max_length}",
-                            "raise tokenize.max_length, or set tokenize.truncation: truncate")
-    stats = {
-        "rows": len(ds),
-        "truncated": over if cfg.truncation == "truncate" else 0,
-        "dropped": dropped,
-        "tokens_p50": float(np.percentile(lengths, 50)) if len(lengths) else 0.0,
-        "tokens_p95": float(np.percentile(lengths, 95)) if len(lengths) else 0.0,
-        "tokens_max": int(lengths.max()) if len(lengths) else 0,
-    }
-    return ds, stats
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows one (no bytes copied), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

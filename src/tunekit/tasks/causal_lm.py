@@ -199,6 +199,7 @@ def encode(ds, tokenizer, cfg, split: str):
     import datasets
     import numpy as np
 
+    from tunekit.pipeline.length_report import length_fields
     from tunekit.tasks.lm_packing import packed_columns
 
     found, lengths, counts = examples(ds, tokenizer, cfg, split)
@@ -221,7 +222,8 @@ def encode(ds, tokenizer, cfg, split: str):
              "example_tokens_max": max(lengths, default=0),  # before chunking or truncation
              "tokens_p50": float(np.percentile(row_lengths, 50)),
              "tokens_p95": float(np.percentile(row_lengths, 95)),
-             "tokens_max": max(row_lengths)}
+             "tokens_max": max(row_lengths),
+             **length_fields(lengths, cfg.max_length)}  # each prepared row's example, before packing
     return mapped, stats
 
 
@@ -232,8 +234,9 @@ def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load
     from transformers import AutoModelForCausalLM
 
     from tunekit.tasks.lm_packing import packing_problem
+    from tunekit.tasks.model_init import build
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **load_kwargs)
+    model = build(AutoModelForCausalLM, model_path, recipe, tokenizer, dtype=torch.float32, **load_kwargs)
     if recipe is not None and recipe.tokenize.packing:
         problem = packing_problem(model, recipe.train.peft.method if recipe.train.peft else None)
         if problem:

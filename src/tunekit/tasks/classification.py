@@ -203,11 +203,10 @@ def to_dataset(frame: "pd.DataFrame", meta: dict):
 
 
 def encode(ds, tokenizer, cfg, split: str):
-    """One prepared split -> model inputs and the tokenize report's stats for it."""
-    from tunekit.pipeline.tokenization import apply_policy, tokenize_split
+    """One prepared split -> model inputs (+ labels, row) and the tokenize report's stats for it."""
+    from tunekit.pipeline.text_encoding import encode_texts
 
-    mapped, stats = apply_policy(tokenize_split(ds, preprocess, tokenizer, cfg, split), cfg, split)
-    return mapped.remove_columns("n_tokens"), stats
+    return encode_texts(ds, tokenizer, cfg, split, text="text", carry={"labels": "label"})
 
 
 # ---- tokenize / train ------------------------------------------------------------------------
@@ -225,13 +224,14 @@ def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from tunekit.tasks.model_init import build
+
     names = meta["label_names"]
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path,
+    model = build(  # pretrained weights, or new ones from a config (model.init)
+        AutoModelForSequenceClassification, model_path, recipe, tokenizer,
+        config_values={"num_labels": len(names), "id2label": dict(enumerate(names)),
+                       "label2id": {n: i for i, n in enumerate(names)}},
         dtype=torch.float32,  # fp32 master weights (transformers 5 defaults to the checkpoint's dtype)
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
         ignore_mismatched_sizes=True,  # a run's own head may have another label count
         **load_kwargs,
     )

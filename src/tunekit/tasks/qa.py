@@ -113,6 +113,7 @@ def encode(ds, tokenizer, cfg, split: str):
     tokenize.truncation does not apply: a long passage is windowed, never cut."""
     import numpy as np
 
+    from tunekit.pipeline.length_report import length_fields
     from tunekit.tasks.qa_features import prepare_eval_features, prepare_train_features
 
     where = f"{split} data"
@@ -136,7 +137,8 @@ def encode(ds, tokenizer, cfg, split: str):
              "windowed": sum(1 for n in per_example.values() if n > 1),
              "tokens_p50": float(np.percentile(lengths, 50)) if lengths else 0.0,
              "tokens_p95": float(np.percentile(lengths, 95)) if lengths else 0.0,
-             "tokens_max": max(lengths, default=0)}
+             "tokens_max": max(lengths, default=0),
+             **length_fields(lengths, cfg.max_length, rows_are_prepared=False)}  # windows, not questions
     return mapped, stats
 
 
@@ -146,7 +148,9 @@ def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32, **load_kwargs)
+    from tunekit.tasks.model_init import build
+
+    model = build(AutoModelForQuestionAnswering, model_path, recipe, tokenizer, dtype=torch.float32, **load_kwargs)
     # The span loss is a per-batch mean: keep the Trainer's own grad_accum/process averaging
     # (see tasks/classification.py build_model).
     model.accepts_loss_kwargs = False

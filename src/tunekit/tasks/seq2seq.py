@@ -64,7 +64,13 @@ def model_kind(recipe) -> str:
 
     if recipe.model.decoder:
         return "encoder-decoder"
-    encoder_decoder, model_type = _config_facts(resolve_model(recipe.model.name))
+    if recipe.model.init == "config":  # a config the recipe builds (model.name may be an architecture name)
+        from tunekit.tasks.model_init import base_config, model_source
+
+        config = base_config(model_source(recipe), recipe.model.config)
+        encoder_decoder, model_type = bool(getattr(config, "is_encoder_decoder", False)), config.model_type
+    else:
+        encoder_decoder, model_type = _config_facts(resolve_model(recipe.model.name))
     if encoder_decoder:
         return "encoder-decoder"
     if model_type in ENCODER_ONLY:
@@ -223,14 +229,20 @@ def build_model(model_path: str, meta: dict, recipe=None, tokenizer=None, **load
                           "which tunekit runs for encoder-decoder models only; this is a decoder-only model",
                           "remove train.best_metric (validation loss picks the checkpoint); eval scores the test split")
     if recipe.model.decoder:
+        if recipe.model.init == "config":
+            raise RecipeError("model.decoder warm-starts from two pretrained checkpoints; model.init: config "
+                              "builds a new model", "remove model.decoder and name an encoder-decoder architecture "
+                              "(e.g. model.name: t5 or bart) or a decoder-only one (llama, gpt2)")
         return _warm_start(model_path, resolve_model(recipe.model.decoder), tokenizer)
+    from tunekit.tasks.model_init import build
+
     if kind == "encoder-decoder":
         from transformers import AutoModelForSeq2SeqLM
 
-        return AutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=torch.float32, **load_kwargs)
+        return build(AutoModelForSeq2SeqLM, model_path, recipe, tokenizer, dtype=torch.float32, **load_kwargs)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **load_kwargs)
+    model = build(AutoModelForCausalLM, model_path, recipe, tokenizer, dtype=torch.float32, **load_kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 

@@ -80,6 +80,8 @@ def length_policy(source_lengths: Sequence[int], target_lengths: Sequence[int], 
     -> (rows kept, the split's tokenize stats)."""
     import numpy as np
 
+    from tunekit.pipeline.length_report import length_fields
+
     over_src = [i for i, n in enumerate(source_lengths) if n > cfg.max_length]
     over_tgt = [i for i, n in enumerate(target_lengths) if n > cfg.max_target_length]
     if cfg.truncation == "error":
@@ -105,7 +107,7 @@ def length_policy(source_lengths: Sequence[int], target_lengths: Sequence[int], 
     stats = {"rows": len(rows), "truncated": len(over_src) if truncating else 0,
              "truncated_targets": len(over_tgt) if truncating else 0, "dropped": dropped,
              "tokens_p50": float(np.percentile(lengths, 50)), "tokens_p95": float(np.percentile(lengths, 95)),
-             "tokens_max": int(lengths.max())}
+             "tokens_max": int(lengths.max()), **length_fields(source_lengths, cfg.max_length)}
     return rows, stats
 
 
