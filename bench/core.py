@@ -78,7 +78,11 @@ def bench_startup(runs: int) -> dict:
 # ---- 2. Training throughput ------------------------------------------------------------------
 
 class CountingCollator:
-    """Wraps a collator and records, per batch, the real (attention_mask) and padded token counts."""
+    """Wraps a collator and records, per batch, the real and the padded token counts.
+
+    Real tokens are counted from the rows before collation (their input_ids, which tokenize
+    leaves unpadded), so the count is the same for rows with an attention mask and for packed
+    causal-LM rows, which carry none; padded tokens are the collated batch's input_ids size."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -87,9 +91,8 @@ class CountingCollator:
 
     def __call__(self, features):
         batch = self.inner(features)
-        mask = batch["attention_mask"]
-        self.real.append(int(mask.sum()))
-        self.padded.append(int(mask.numel()))
+        self.real.append(sum(len(f["input_ids"]) for f in features))
+        self.padded.append(int(batch["input_ids"].numel()))
         return batch
 
 
@@ -114,8 +117,9 @@ def make_step_timer(cuda: bool):
     return StepTimer()
 
 
-def prepare_data(tmp: Path):
-    """tunekit's own prepare + tokenize of the shipped recipe, written into a temporary run dir."""
+def prepare_data(tmp: Path, overrides: tuple[str, ...] = ()):
+    """tunekit's own prepare + tokenize of the shipped recipe (with `--set`-style overrides),
+    written into a temporary run dir."""
     import datasets
 
     datasets.disable_progress_bars()  # display only; keeps the table readable
@@ -124,7 +128,7 @@ def prepare_data(tmp: Path):
     from tunekit.runs import RunDir
     from tunekit.sources import resolve_model
 
-    recipe = load_recipe(RECIPE, [f"output_dir={tmp / 'run'}"])
+    recipe = load_recipe(RECIPE, [f"output_dir={tmp / 'run'}", *overrides])
     run = RunDir(Path(recipe.output_dir))
     prepared, _ = run_tokenize(recipe, run)
     train = datasets.load_from_disk(str(run.tokenized))["train"]
@@ -265,13 +269,18 @@ def main() -> int:
     result = {"benchmark": "core", "started": started.isoformat(timespec="seconds"),
               "argv": sys.argv[1:], "quick": opts.quick, "environment": environment(),
               "startup": startup, "training": training}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"core-{started.date().isoformat()}.json"
-    tmp = path.with_suffix(".json.tmp")  # write then rename: never a half-written result file
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
-    print(f"wrote {path.relative_to(ROOT)}")
+    write_result(RESULTS / f"core-{started.date().isoformat()}.json", result)
     return 0
+
+
+def write_result(path: Path, result: dict) -> Path:
+    """Write a benchmark's JSON (then rename: never a half-written result file) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path
 
 
 if __name__ == "__main__":

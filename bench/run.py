@@ -4,15 +4,14 @@ this same run) and write bench/results/<YYYY-MM-DD>.json.
 
     python bench/run.py [--quick]
 
-Not a test: it exits 0 once it has measured; read the result column. Benchmarks the suite
-does not have yet are listed as "not measured" rather than left out (see bench/README.md).
+Not a test: it exits 0 once it has measured; read the result column (see bench/README.md).
+The GPU benchmark (bench/gpu_mfu.py) is separate: it needs a CUDA machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,7 +21,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import core  # noqa: E402  (bench/core.py: start-up and training throughput)
+import lm_packing  # noqa: E402  (bench/lm_packing.py: causal-LM packing vs padding)
 import pipeline_benches  # noqa: E402
+import train_overhead  # noqa: E402  (bench/train_overhead.py: tunekit's loop vs a minimal Trainer script)
 
 ROOT = Path(__file__).resolve().parents[1]
 HELP_GOAL_S = 0.3  # the suite's goal for `tunekit --help` (core.py's own, stricter, is 0.2 s)
@@ -55,8 +56,24 @@ def rows_of(results: dict) -> list[tuple[str, str, str, str, str]]:
         out.append(("train tokens/s vs padded to 128", f"{tr['ratio']:.2f}", f">= {TRAIN_GOAL}",
                     verdict(tr["ratio"] >= TRAIN_GOAL),
                     f"{tr['tunekit']['tokens_per_s']:.0f} vs {tr['baseline']['tokens_per_s']:.0f} tokens/s"))
-    out.append(("train overhead vs minimal Trainer script", "-", "<= 3%", "not measured", "to build (issue 6)"))
-    out.append(("causal-LM packing vs padding", "-", ">= 1.3", "not measured", "to build (issue 6)"))
+    o = results.get("train_overhead")
+    if o:
+        out.append(("train overhead vs minimal Trainer script", f"{o['ratio']:.3f}", f"<= {o['goal_overhead']:.0%}",
+                    verdict(o["pass"]) if o["fair"] else "NOT COMPARABLE",
+                    f"overhead {o['overhead']:+.1%}; {o['tunekit_tokens_per_s']:.0f} vs "
+                    f"{o['minimal_tokens_per_s']:.0f} tokens/s; {o['timed_steps']} timed steps x {o['rounds']} rounds; "
+                    f"first loss "
+                    f"{o['first_loss']['tunekit']:.3f} vs {o['first_loss']['minimal']:.3f}"))
+    p = results.get("lm_packing")
+    if p:
+        init = p["loss_at_init"]
+        ref = (f"; {p['ratio_vs_length_grouped']:.2f}x length-grouped padding" if p.get("ratio_vs_length_grouped")
+               else "")
+        out.append(("causal-LM packing vs padding (random order)", f"{p['ratio']:.2f}", f">= {p['goal']}",
+                    verdict(p["pass"]) if p["equal_loss"] else "LOSS DIFFERS",
+                    f"{p['packed_tokens_per_s']:.0f} vs {p['padded_tokens_per_s']:.0f} tokens/s; pad "
+                    f"{p['packed'][0]['pad_share']:.0%} vs {p['padded'][0]['pad_share']:.0%}; init loss equal "
+                    f"(rel {init['relative_diff']:.0e}){ref}"))
     g = results["generation"]
     out.append(("batched generation vs one at a time", f"{g['ratio']:.2f}", f">= {g['goal']}", verdict(g["pass"]),
                 f"{g['prompts']} prompts, {g['same_texts']} identical texts"))
@@ -93,17 +110,17 @@ def main() -> int:
     results["generation"] = pipeline_benches.bench_generation(8 if opts.quick else 16, 16, 8 if opts.quick else 16)
     print("training ...", flush=True)
     results["training"] = core.bench_training(12 if opts.quick else 51)
+    print("training overhead vs a minimal Trainer script ...", flush=True)
+    results["train_overhead"] = train_overhead.bench_overhead(480 if opts.quick else 960, 2 if opts.quick else 3)
+    print("causal-LM packing vs padding ...", flush=True)
+    results["lm_packing"] = lm_packing.bench_packing(200 if opts.quick else 480, 1 if opts.quick else 2,
+                                                     grouped_reference=not opts.quick)
     results["environment"] = core.environment()
     rows = rows_of(results)
     results["table"] = [dict(zip(("benchmark", "ratio", "goal", "result", "figures"), r)) for r in rows]
     print()
     print_table(rows)
-    path = ROOT / "bench" / "results" / f"{started.date().isoformat()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    print(f"wrote {path.relative_to(ROOT)}")
+    core.write_result(core.RESULTS / f"{started.date().isoformat()}.json", results)
     return 0
 
 
