@@ -172,7 +172,42 @@ def test_second_run_is_reused(make_recipe, run):
     assert not prep1.reused and not tok1.reused
     prep2, tok2 = run_tokenize(recipe, run)
     assert prep2.reused and tok2.reused
-    assert tok2.fingerprint == tok1.fingerprint and tok2.report == tok1.report
+    assert tok2.fingerprint == tok1.fingerprint
+    assert all(not s.pop("reused") for s in tok1.report["splits"].values())
+    assert all(s.pop("reused") for s in tok2.report["splits"].values())
+    assert tok2.report == tok1.report
+
+
+def test_a_changed_test_file_re_encodes_only_the_test_split(make_recipe, run, tmp_path, tiny_model_dir):
+    """Given files per split: one changed file re-encodes its own split; the others are kept as
+    they were (the same files, hard-linked), and the result equals a run from scratch."""
+    import shutil
+
+    from tunekit.runs import sha256_file
+
+    rows = make_rows(90)
+    files = {s: write_rows_csv(tmp_path / f"{s}.csv", part) for s, part in
+             (("train", rows[:60]), ("validation", rows[60:75]), ("test", rows[75:]))}
+    doc = {"name": "tok", "output_dir": str(run.root), "model": {"name": str(tiny_model_dir)},
+           "data": {s: str(f) for s, f in files.items()}, "tokenize": {"max_length": MAX_LENGTH}}
+    path = tmp_path / "split-files.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    recipe = load_recipe(path)
+    run_tokenize(recipe, run)
+    before = {s: sha256_file(next((run.tokenized / s).glob("*.arrow"))) for s in files}
+    with open(files["test"], "a", encoding="utf-8") as fh:
+        fh.write("one more good film 999,positive\n")
+    prep, tok = run_tokenize(recipe, run)
+    assert not prep.reused and not tok.reused
+    assert {s: v["reused"] for s, v in tok.report["splits"].items()} == {"train": True, "validation": True, "test": False}
+    after = {s: sha256_file(next((run.tokenized / s).glob("*.arrow"))) for s in files}
+    assert after["train"] == before["train"] and after["validation"] == before["validation"]
+    assert after["test"] != before["test"] and tok.report["splits"]["test"]["rows"] == 16
+    fresh = RunDir(tmp_path / "fresh")
+    shutil.copytree(run.prepared, fresh.prepared)  # the same prepared rows, encoded from scratch
+    shutil.copy(run.root / "data" / "prepare_report.json", fresh.root / "data" / "prepare_report.json")
+    _, scratch = run_tokenize(recipe.model_copy(update={"output_dir": str(fresh.root)}), fresh)
+    assert {s: sha256_file(next((fresh.tokenized / s).glob("*.arrow"))) for s in files} == after
 
 
 def test_changed_max_length_reruns_tokenize_only(make_recipe, run):

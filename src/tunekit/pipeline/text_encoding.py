@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Optional
@@ -19,21 +20,30 @@ from typing import Optional
 from tunekit.errors import DataError
 from tunekit.recipe.schema import TokenizeConfig
 
-BATCH_ROWS = 10_000
+BATCH_ROWS = 50_000  # rows encoded per call: big enough to keep every core busy
 
 
-def backend_for(tokenizer, max_length: Optional[int]):
-    """A copy of the fast tokenizer's backend with truncation at max_length (None: off) and no
-    padding, truncating on the tokenizer's side; the caller's tokenizer is left as it was."""
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+@contextmanager
+def truncating(tokenizer, max_length: int):
+    """The fast tokenizer's backend set to truncate at max_length (on the tokenizer's side) and not
+    to pad, restored afterwards. transformers' own tokenizer calls set these the same way on every
+    call; a copy of the backend would cost a parse of its whole vocabulary per split."""
+    backend = tokenizer.backend_tokenizer
+    truncation, padding = backend.truncation, backend.padding
     backend.no_padding()
-    if max_length is None:
-        backend.no_truncation()
-    else:
-        backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
-    return backend
+    backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
+    try:
+        yield backend
+    finally:
+        backend.no_truncation() if truncation is None else backend.enable_truncation(**truncation)
+        backend.no_padding() if padding is None else backend.enable_padding(**padding)
+
+
+def single_type_id(backend) -> Optional[int]:
+    """The token type id of every token of a single text, when the post-processor's template gives
+    one (BERT: 0); None when it mixes them (the ids are then read from each encoding)."""
+    kinds = set(backend.encode("a").type_ids)
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def true_lengths(encodings, ids: list, max_length: int, added: int):
@@ -74,12 +84,17 @@ def encode_texts(ds, tokenizer, cfg: TokenizeConfig, split: str, text: str = "te
 
     `carry` maps output names to input columns copied along (classification: labels <- label).
     Rows longer than cfg.max_length follow cfg.truncation (truncate, drop, error)."""
+    carry = carry or {}
+    with truncating(tokenizer, cfg.max_length) as backend:
+        return _encode(ds, backend, tokenizer, cfg, split, text, carry)
+
+
+def _encode(ds, backend, tokenizer, cfg: TokenizeConfig, split: str, text: str, carry: dict[str, str]):
     import numpy as np
     import pyarrow as pa
     import datasets
 
-    carry = carry or {}
-    backend = backend_for(tokenizer, cfg.max_length)
+    type_id = single_type_id(backend)
     added = tokenizer.num_special_tokens_to_add(pair=False)
     names = tokenizer.model_input_names
     folder = Path(tempfile.mkdtemp(prefix="tunekit-tokenize-"))
@@ -100,7 +115,9 @@ def encode_texts(ds, tokenizer, cfg: TokenizeConfig, split: str, text: str = "te
             ids = [x for x, k in zip(ids, keep) if k]
         kept_lengths = np.minimum(lengths[keep], cfg.max_length)
         columns = {"input_ids": list_array(ids, kept_lengths, np.int32)}
-        if "token_type_ids" in names:
+        if "token_type_ids" in names and type_id is not None:
+            columns["token_type_ids"] = constant_lists(kept_lengths, type_id, np.int8)
+        elif "token_type_ids" in names:
             columns["token_type_ids"] = list_array((e.type_ids for e in encodings), kept_lengths, np.int8)
         if "attention_mask" in names:
             columns["attention_mask"] = constant_lists(kept_lengths, 1, np.int8)

@@ -110,7 +110,9 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
     tok_path = tokenizer_path(recipe)
     fp = tokenize_fingerprint(recipe, prepared.fingerprint, tok_path)
     if not force and run.tokenized.exists() and cached_fingerprint(report_path(run)) == fp:
-        return prepared, StepResult(fp, read_json(report_path(run)), True, time.perf_counter() - start)
+        report = read_json(report_path(run))
+        report["splits"] = {split: {**stats, "reused": True} for split, stats in report["splits"].items()}
+        return prepared, StepResult(fp, report, True, time.perf_counter() - start)
 
     import datasets
 
