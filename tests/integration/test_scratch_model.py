@@ -54,6 +54,18 @@ def test_bert_from_scratch_with_a_wordpiece_tokenizer_learns_the_labels(tmp_path
     assert said.returncode == 0, said.stderr[-3000:]
     assert json.loads(said.stdout)["prediction"]["label"] == "negative"
 
+    # A dry run of a changed tokenizer on the trained run: planned with the tokenizer it trains in a
+    # temporary run, while the trained run's own tokenizer stays as it was.
+    assert trained["actual_vocab_size"] > 100  # so a plan with the old tokenizer would show
+    before = (tmp_path / "run" / "tokenizer" / "tokenizer.json").read_bytes()
+    plan = run_in_process("finetune", str(recipe), "--dry-run", "--json",
+                          "--set", "tokenize.train_tokenizer.vocab_size=100")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    notes = " ".join(json.loads(plan.stdout)["notes"])
+    sizes = [int(w) for w in notes.replace("(", " ").split() if w.isdigit()]
+    assert sizes and max(sizes) <= 100, notes
+    assert (tmp_path / "run" / "tokenizer" / "tokenizer.json").read_bytes() == before
+
 
 def test_llama_from_scratch_with_a_byte_bpe_tokenizer_has_a_finite_perplexity(tmp_path):
     rng = random.Random(0)

@@ -13,6 +13,7 @@ from tunekit.errors import ModelError
 from tunekit.pipeline.adapters import apply_adapters, quantization_kwargs
 from tunekit.pipeline.freezing import apply_freeze
 from tunekit.recipe import Recipe
+from tunekit.runs import RunDir
 from tunekit.tasks import get_task
 
 
@@ -24,8 +25,9 @@ class ModelSetup:
     total: int
 
 
-def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
-    """`meta`: what the task learned from the training data (e.g. label names)."""
+def build_training_model(recipe: Recipe, meta: dict, run: "RunDir | None" = None) -> ModelSetup:
+    """`meta`: what the task learned from the training data (e.g. label names); `run`: where a
+    trained tokenizer is (default: output_dir)."""
     from transformers import set_seed
 
     from tunekit.pipeline.tokenization import load_tokenizer, tokenizer_path
@@ -34,7 +36,7 @@ def build_training_model(recipe: Recipe, meta: dict) -> ModelSetup:
     from tunekit.tasks.model_init import model_source
 
     model_path = model_source(recipe)  # a folder, or an architecture name (model.init: config)
-    tokenizer = load_tokenizer(tokenizer_path(recipe))
+    tokenizer = load_tokenizer(tokenizer_path(recipe, run))
     set_seed(recipe.train.seed)  # before the model: a new head's initial weights follow the seed
     load_kwargs = quantization_kwargs(recipe.train.peft)  # qlora: 4-bit base weights (CUDA only)
     try:

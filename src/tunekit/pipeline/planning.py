@@ -330,6 +330,8 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
         except RunDirError:  # the trained run's data differs: leave its cache as it is
             data_run = RunDir(Path(tmp))
         prepared, tokenized = run_tokenize(recipe, data_run)
+        # inside: a tokenizer trained for this plan lives in the temporary run
+        setup = build_training_model(recipe, get_task(recipe.task).meta_from_report(prepared.report), data_run)
     if data_run is not run:
         data_note = ("prepared and tokenized in a temporary folder: the trained run's data cache "
                      "differs from this recipe's and was left untouched")
@@ -338,7 +340,6 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
     else:
         data_note = f"wrote the prepared and tokenized data cache to {run.root / 'data'} (finetune would too)"
 
-    setup = build_training_model(recipe, get_task(recipe.task).meta_from_report(prepared.report))
     if recipe.model.init == "config":  # built by the same code as finetune's (tasks/model_init.py)
         notes.append(f"model.init: config: a new {setup.model.config.model_type} model with random weights, "
                      f"sized by model.config and its tokenizer ({len(setup.tokenizer)} tokens)")

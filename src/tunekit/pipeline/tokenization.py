@@ -43,11 +43,12 @@ def load_tokenizer(path: str):
     return tok
 
 
-def tokenizer_path(recipe: Recipe) -> str:
-    """The tokenizer a recipe uses: one trained by tokenize.train_tokenizer lives in <run>/tokenizer;
-    otherwise model.tokenizer, or the model's own."""
+def tokenizer_path(recipe: Recipe, run: "RunDir | None" = None) -> str:
+    """The tokenizer a recipe uses: one trained by tokenize.train_tokenizer lives in the run
+    directory's `tokenizer` folder (`run`, default output_dir: a dry run may prepare its data in a
+    temporary run); otherwise model.tokenizer, or the model's own."""
     if recipe.tokenize.train_tokenizer is not None:
-        return str(Path(recipe.output_dir) / "tokenizer")
+        return str((run.root if run is not None else Path(recipe.output_dir)) / "tokenizer")
     return resolve_model(recipe.model.tokenizer or recipe.model.name)
 
 
@@ -92,7 +93,7 @@ def refuse_data_change(recipe: Recipe, run: RunDir,
         return
     prepared_fp, _ = prepare_fingerprint(recipe)
     stale = cached_fingerprint(prepare_report_path(run)) != prepared_fp
-    tok_path = tokenizer_path(recipe)
+    tok_path = tokenizer_path(recipe, run)
     stale = stale or cached_fingerprint(report_path(run)) != tokenize_fingerprint(recipe, prepared_fp, tok_path)
     if stale:
         raise RunDirError(f"{run.root} holds a training run, and this recipe's data, tokenize section or "
@@ -107,7 +108,7 @@ def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[Step
         from tunekit.pipeline.tokenizer_training import train_tokenizer_step
 
         train_tokenizer_step(recipe, run, prepared, force=force)
-    tok_path = tokenizer_path(recipe)
+    tok_path = tokenizer_path(recipe, run)
     fp = tokenize_fingerprint(recipe, prepared.fingerprint, tok_path)
     if not force and run.tokenized.exists() and cached_fingerprint(report_path(run)) == fp:
         report = read_json(report_path(run))

@@ -61,7 +61,7 @@ def compare_tokenizers(recipe: Recipe, run: RunDir, refs: list[str]) -> dict:
         raise DataError(f"the {split} split has no text to compare tokenizers on", "check data.columns")
     own = recipe.tokenize.train_tokenizer
     entries = [(f"trained {own.algorithm}" if own else (recipe.model.tokenizer or recipe.model.name),
-                tokenizer_path(recipe), "recipe")]
+                tokenizer_path(recipe, run), "recipe")]
     entries += [(ref, resolve_model(ref), "--compare") for ref in refs]
     rows = []
     for name, path, source in entries:
