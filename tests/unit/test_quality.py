@@ -71,6 +71,25 @@ def test_token_rules_use_the_models_tokenizer(tiny_model_dir):
     assert kept["text"].tolist() == ["good movie", "the movie was really good"]
 
 
+def test_token_rules_count_true_lengths_when_the_tokenizer_pads_and_truncates(tiny_model_dir, tmp_path):
+    """A tokenizer.json may ask for padding and truncation (MiniLM's pads to 128): counts ignore both,
+    and the tokenizer is left as it was."""
+    import json
+    import shutil
+
+    padded = tmp_path / "padded"
+    shutil.copytree(tiny_model_dir, padded)
+    spec = json.loads((padded / "tokenizer.json").read_text())
+    spec["padding"] = {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0,
+                       "pad_type_id": 0, "pad_token": "[PAD]"}
+    spec["truncation"] = {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0}
+    (padded / "tokenizer.json").write_text(json.dumps(spec))
+    rows = frame(["good", "good movie", "the movie was really good", "the movie was really really good fun"])
+    kept, counts = filter_rows(rows, recipe(model=str(padded), min_tokens=2, max_tokens=5), CLS)
+    assert counts["too_few_tokens"] == 1 and counts["too_many_tokens"] == 1
+    assert kept["text"].tolist() == ["good movie", "the movie was really good"]
+
+
 def test_token_rules_refuse_a_tokenizer_trained_later(tiny_model_dir):
     r = recipe(model=str(tiny_model_dir), tokenize={"max_length": 32, "train_tokenizer": {"algorithm": "bpe", "vocab_size": 100}},
                max_tokens=5)

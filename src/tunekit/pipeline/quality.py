@@ -144,11 +144,13 @@ def count_tokens(texts: list[str], recipe) -> "np.ndarray":
     """Tokens per text with the model's tokenizer, no special tokens, batched in Rust."""
     import numpy as np
 
-    tok = _token_counter(recipe)
+    from tunekit.pipeline.text_encoding import plain_backend
+
     out = np.zeros(len(texts), dtype=np.int64)
-    for s in range(0, len(texts), TOKEN_BATCH):
-        batch = tok.backend_tokenizer.encode_batch(texts[s:s + TOKEN_BATCH], add_special_tokens=False)
-        out[s:s + len(batch)] = [len(e.ids) for e in batch]
+    with plain_backend(_token_counter(recipe)) as backend:  # untruncated and unpadded: true counts
+        for s in range(0, len(texts), TOKEN_BATCH):
+            batch = backend.encode_batch(texts[s:s + TOKEN_BATCH], add_special_tokens=False)
+            out[s:s + len(batch)] = [len(e.ids) for e in batch]
     return out
 
 

@@ -24,14 +24,19 @@ BATCH_ROWS = 50_000  # rows encoded per call: big enough to keep every core busy
 
 
 @contextmanager
-def truncating(tokenizer, max_length: int):
-    """The fast tokenizer's backend set to truncate at max_length (on the tokenizer's side) and not
-    to pad, restored afterwards. transformers' own tokenizer calls set these the same way on every
-    call; a copy of the backend would cost a parse of its whole vocabulary per split."""
+def plain_backend(tokenizer, max_length: Optional[int] = None):
+    """The fast tokenizer's backend set not to pad and to truncate at max_length (on the tokenizer's
+    side; None: not at all), restored afterwards. A tokenizer.json may ask for padding (MiniLM's
+    pads every text to 128), which would make every length read from an encoding wrong.
+    transformers' own tokenizer calls set these the same way on every call; a copy of the backend
+    would cost a parse of its whole vocabulary each time."""
     backend = tokenizer.backend_tokenizer
     truncation, padding = backend.truncation, backend.padding
     backend.no_padding()
-    backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
+    if max_length is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
     try:
         yield backend
     finally:
@@ -85,7 +90,7 @@ def encode_texts(ds, tokenizer, cfg: TokenizeConfig, split: str, text: str = "te
     `carry` maps output names to input columns copied along (classification: labels <- label).
     Rows longer than cfg.max_length follow cfg.truncation (truncate, drop, error)."""
     carry = carry or {}
-    with truncating(tokenizer, cfg.max_length) as backend:
+    with plain_backend(tokenizer, cfg.max_length) as backend:
         return _encode(ds, backend, tokenizer, cfg, split, text, carry)
 
 

@@ -79,19 +79,17 @@ def compare_tokenizers(recipe: Recipe, run: RunDir, refs: list[str]) -> dict:
 
 def measure(tokenizer, batches, max_length: int) -> dict:
     """Token, unknown-token and over-length counts of the texts (batches of strings)."""
-    from tokenizers import Tokenizer
+    from tunekit.pipeline.text_encoding import plain_backend
 
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: settings changed below
-    backend.no_truncation()
-    backend.no_padding()
     unk = tokenizer.unk_token_id
     specials = set(tokenizer.all_special_ids) - {unk}  # unknown tokens are text the model cannot see: counted
     added = tokenizer.num_special_tokens_to_add(pair=False)
     tokens = unknown = over = 0
-    for batch in batches:
-        for enc in backend.encode_batch(batch, add_special_tokens=False):
-            ids = [i for i in enc.ids if i not in specials]
-            tokens += len(ids)
-            unknown += ids.count(unk) if unk is not None else 0
-            over += len(enc.ids) + added > max_length
+    with plain_backend(tokenizer) as backend:
+        for batch in batches:
+            for enc in backend.encode_batch(batch, add_special_tokens=False):
+                ids = [i for i in enc.ids if i not in specials]
+                tokens += len(ids)
+                unknown += ids.count(unk) if unk is not None else 0
+                over += len(enc.ids) + added > max_length
     return {"vocab_size": len(tokenizer), "tokens": tokens, "unk": unknown, "over": over}
