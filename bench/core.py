@@ -273,6 +273,13 @@ def main() -> int:
     return 0
 
 
+def save_benchmark(name: str, started, result: dict) -> Path:
+    """bench/results/<name>-<date>.json: the result with when, how it was called, and where."""
+    out = {"benchmark": name, "started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
+           "environment": environment(), **result}
+    return write_result(RESULTS / f"{name}-{started.date().isoformat()}.json", out)
+
+
 def write_result(path: Path, result: dict) -> Path:
     """Write a benchmark's JSON (then rename: never a half-written result file) and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -246,9 +246,7 @@ def main() -> int:
     started = datetime.datetime.now()
     result = bench_packing(n, rounds, grouped_reference=not opts.quick)
     print("\n".join(describe(result)))
-    out = {"benchmark": "lm-packing", "started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
-           "environment": core.environment(), **result}
-    core.write_result(core.RESULTS / f"lm-packing-{started.date().isoformat()}.json", out)
+    core.save_benchmark("lm-packing", started, result)
     return 0
 
 

@@ -211,9 +211,7 @@ def main() -> int:
     started = datetime.datetime.now()
     result = bench_overhead(rows, rounds)
     print("\n".join(describe(result)))
-    out = {"benchmark": "train-overhead", "started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
-           "environment": core.environment(), **result}
-    core.write_result(core.RESULTS / f"train-overhead-{started.date().isoformat()}.json", out)
+    core.save_benchmark("train-overhead", started, result)
     return 0
 
 

@@ -165,7 +165,7 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
     kind = detect_format(path, fmt)
     try:
         if kind == "arrow":
-            return load_saved_dataset(path, split)
+            return dataset_frame(open_saved_dataset(path, split))
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False,
                                na_values=[""], dtype_backend="numpy_nullable")
@@ -175,7 +175,7 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
             return _read_json(path)
         if kind == "parquet":
             return pd.read_parquet(path)
-        return _read_text(path)
+        return read_text_lines(path)
     except TunekitError:
         raise
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
@@ -226,21 +226,21 @@ def _flatten_squad(articles: list) -> list[dict]:
     return rows
 
 
-def _read_text(path: Path) -> "pd.DataFrame":
+def read_text_lines(path: Path, limit: Optional[int] = None) -> "pd.DataFrame":
+    """One row per line (the first `limit`), the line ending removed (universal newlines)."""
     import gzip
+    import itertools
 
     import pandas as pd
 
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
-        lines = [line.rstrip("\n") for line in fh]
+        lines = [line.rstrip("\n") for line in itertools.islice(fh, limit)]
     return pd.DataFrame({"text": lines})
 
 
-def load_saved_dataset(path: Path, split: str, columns: Optional[list[str]] = None,
-                        limit: Optional[int] = None) -> "pd.DataFrame":
-    """A save_to_disk folder's split; `columns` (those present) and `limit` (first rows) are applied
-    on the memory-mapped dataset, before anything is copied into pandas."""
+def open_saved_dataset(path: Path, split: str):
+    """A save_to_disk folder's split as a (memory-mapped) datasets.Dataset."""
     import datasets
 
     try:
@@ -253,11 +253,17 @@ def load_saved_dataset(path: Path, split: str, columns: Optional[list[str]] = No
             raise DataError(f"{path} holds splits {', '.join(loaded)} but no {split!r}",
                             "save the split under that name, or point at a single-split folder")
         loaded = loaded[split]
+    return loaded
+
+
+def dataset_frame(ds, columns: Optional[list[str]] = None, limit: Optional[int] = None) -> "pd.DataFrame":
+    """A dataset's `columns` (those present) and first `limit` rows, selected on the memory-mapped
+    data before anything is copied into pandas."""
     if columns is not None:
-        loaded = loaded.select_columns([c for c in columns if c in loaded.column_names])
+        ds = ds.select_columns([c for c in columns if c in ds.column_names])
     if limit is not None:
-        loaded = loaded.select(range(min(limit, len(loaded))))
-    return loaded.to_pandas()
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.to_pandas()
 
 
 def resolve_model(ref: str) -> str:

@@ -71,15 +71,14 @@ def _training_overrides(recipe: str, overrides, strict: bool, algorithm: Optiona
     A size without an algorithm needs a recipe that trains a tokenizer already."""
     from tunekit.errors import RecipeError
 
-    if algorithm is None and (vocab_size is not None or min_frequency is not None):
-        if load(recipe, overrides, strict).tokenize.train_tokenizer is None:
+    size_alone = algorithm is None and (vocab_size is not None or min_frequency is not None)
+    algorithm_alone = algorithm is not None and vocab_size is None
+    if (size_alone or algorithm_alone) and load(recipe, overrides, strict).tokenize.train_tokenizer is None:
+        if size_alone:
             flag = "--vocab-size" if vocab_size is not None else "--min-frequency"
             raise RecipeError(f"{flag} sets the size of a trained tokenizer, but the recipe trains none",
                               "add --train-tokenizer ALGORITHM (bpe, byte-bpe, wordpiece or unigram)")
-    if algorithm is not None and vocab_size is None:
-        if load(recipe, overrides, strict).tokenize.train_tokenizer is None:
-            raise RecipeError("--train-tokenizer needs a vocabulary size",
-                              "add --vocab-size N, e.g. --vocab-size 8000")
+        raise RecipeError("--train-tokenizer needs a vocabulary size", "add --vocab-size N, e.g. --vocab-size 8000")
     prefix = "tokenize.train_tokenizer."
     return [f"{prefix}{key}={value}" for key, value in
             (("algorithm", algorithm), ("vocab_size", vocab_size), ("min_frequency", min_frequency))

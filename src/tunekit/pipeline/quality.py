@@ -197,6 +197,7 @@ def check_splits(frames: dict, recipe, task, meta: "dict | None" = None) -> tupl
     counts: dict[str, dict] = {s: {} for s in names}
     offenders: dict[str, list] = {}
     warnings: list[str] = []
+    namer = _label_namer(recipe, meta)
     if texts and (near or labelled):
         if near:
             keys, sig = minhash.fingerprints(texts, nd.shingle)
@@ -206,7 +207,6 @@ def check_splits(frames: dict, recipe, task, meta: "dict | None" = None) -> tupl
         if sig is not None:
             rows.edges = _near_edges(rows, sig, nd.threshold, _same_unit(frames, names))
             del sig
-        namer = _label_namer(recipe, meta)
         if labelled:
             rows.label = np.concatenate([frames[s]["label"].to_numpy(dtype=np.int64) for s in names])
             conflicts(rows, q.label_conflicts, namer, counts, offenders, warnings)
@@ -214,17 +214,19 @@ def check_splits(frames: dict, recipe, task, meta: "dict | None" = None) -> tupl
             within_split(rows, nd.within, nd.threshold, counts, offenders, warnings)
         if nd.across != "off":
             leaks(rows, nd.across, nd.threshold, counts, offenders, warnings)
-        frames = {s: frames[s][rows.alive[rows.split == k]].reset_index(drop=True) if not rows.alive[rows.split == k].all()
-                  else frames[s] for k, s in enumerate(names)}
-        for s in names:
-            counts[s]["dropped"] = int((~rows.alive[rows.split == names.index(s)]).sum())
+        frames = dict(frames)  # the caller's dict stays as it was
+        for k, s in enumerate(names):
+            alive = rows.alive[rows.split == k]
+            counts[s]["dropped"] = int((~alive).sum())
+            if not alive.all():
+                frames[s] = frames[s][alive].reset_index(drop=True)
         rows.finish(offenders)
     offenders["longest"] = _longest(frames, names)
     section = {"policies": {"within": nd.within, "across": nd.across, "threshold": nd.threshold,
                             "shingle": nd.shingle, "label_conflicts": q.label_conflicts if labelled else None},
                "counts": counts, "offenders": offenders, "warnings": warnings}
     if labelled:
-        section["balance"] = _balance(frames, names, _label_namer(recipe, meta), warnings)
+        section["balance"] = _balance(frames, names, namer, warnings)
     return frames, section
 
 

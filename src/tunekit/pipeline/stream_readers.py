@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from tunekit.errors import DataError, TunekitError
-from tunekit.sources import load_saved_dataset, load_table, not_utf8_error
+from tunekit.sources import dataset_frame, load_table, not_utf8_error, open_saved_dataset, read_text_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,10 +41,10 @@ def read_file(path: Path, ref: str, kind: str, keep: list[str], limit: Optional[
         if kind == "parquet":
             return _read_parquet(path, keep, limit)
         if kind == "text":
-            return _read_text(path, limit), ["text"]
+            return read_text_lines(path, limit), ["text"]
         if kind == "arrow":
-            table = load_saved_dataset(path, split, None, 0)
-            return load_saved_dataset(path, split, keep, limit), list(table.columns)
+            ds = open_saved_dataset(path, split)
+            return dataset_frame(ds, keep, limit), list(ds.column_names)
         table = load_table(str(path), kind, split)  # a JSON document: parsed whole (SQuAD nesting too)
         header = list(table.columns)
         table = table[[c for c in keep if c in header]]
@@ -214,7 +214,7 @@ def _json_lines_pandas(path: Path, keep: list[str], limit: Optional[int]) -> "tu
     return (frame.head(limit) if limit else frame), list(header)
 
 
-# ---- parquet and text ------------------------------------------------------------------------
+# ---- parquet ---------------------------------------------------------------------------------
 
 def _read_parquet(path: Path, keep: list[str], limit: Optional[int]) -> "tuple[pd.DataFrame, list[str]]":
     import pyarrow as pa
@@ -229,18 +229,6 @@ def _read_parquet(path: Path, keep: list[str], limit: Optional[int]) -> "tuple[p
         return pd.DataFrame(), header
     schema = pa.schema([source.schema_arrow.field(c) for c in wanted])
     return _collect(source.iter_batches(batch_size=65_536, columns=wanted), limit, schema).to_pandas(), header
-
-
-def _read_text(path: Path, limit: Optional[int]) -> "pd.DataFrame":
-    """One row per line, the line ending removed (universal newlines, as load_table)."""
-    import itertools
-
-    import pandas as pd
-
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        lines = [line.rstrip("\n") for line in itertools.islice(fh, limit)]
-    return pd.DataFrame({"text": lines})
 
 
 def _collect(batches, limit: Optional[int], schema, columns: Optional[list[str]] = None):

@@ -62,13 +62,21 @@ def true_lengths(encodings, ids: list, max_length: int, added: int):
     return lengths
 
 
+def _offsets(lengths):
+    """Arrow list offsets of rows of these lengths: 0, then their running sum."""
+    import numpy as np
+
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
 def list_array(values: list, lengths, dtype):
     """Per-row lists -> an Arrow list array, through one flat numpy buffer."""
     import numpy as np
     import pyarrow as pa
 
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = _offsets(lengths)
     flat = np.fromiter(chain.from_iterable(values), dtype=dtype, count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
 
@@ -78,8 +86,7 @@ def constant_lists(lengths, value: int, dtype):
     import numpy as np
     import pyarrow as pa
 
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = _offsets(lengths)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(int(offsets[-1]), value, dtype=dtype)))
 
 

@@ -20,10 +20,6 @@ from typing import Any, Optional
 
 from tunekit.errors import ModelError, RecipeError
 
-# Keyword arguments of from_pretrained that are about loading, not about the config.
-LOAD_ONLY = ("dtype", "ignore_mismatched_sizes", "quantization_config", "device_map", "low_cpu_mem_usage")
-
-
 def is_architecture_name(ref: str) -> bool:
     """`llama`, `bert`, `t5`...: a transformers model type rather than a folder or a Hub id."""
     from transformers import CONFIG_MAPPING
