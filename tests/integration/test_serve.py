@@ -1,6 +1,7 @@
 """tunekit serve as a real subprocess on a loopback port, spoken to over real HTTP (http.client):
-health, info, single and batch predictions equal to `tunekit predict`, the error statuses
-(400, 413, 422), and a clean stop on SIGINT. Then create_app in-process with TestClient."""
+health, info (no server path in it), single and batch predictions equal to `tunekit predict`,
+the error statuses (400, 404, 413, 422, all JSON), and a clean stop on SIGINT. Then create_app
+in-process with TestClient. test_serve_safety.py covers timeouts, the queue, 500s and fuzzing."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from test_predict import trained_run
 from tunekit.cli.app import app
 
 TUNEKIT = str(Path(sys.executable).with_name("tunekit"))
-LIMITS = {"max_body_bytes": 4096, "max_batch": 4, "max_chars": 300}
+LIMITS = {"max_body_bytes": 4096, "max_batch": 4, "max_chars": 300, "timeout": 45, "max_queue": 8}
 TEXTS = ["great fun excellent the movie", "awful boring the plot was dull", "the film was really good and fun"]
 
 
@@ -103,7 +104,7 @@ def same(a: dict, b: dict) -> None:
     assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
 
 
-def test_health_and_info(server):
+def test_health_and_info(server, classifier, tiny_model_dir):
     assert f"http://127.0.0.1:{server.port}" in server.stderr()  # startup prints the URL
     status, body = server.request("GET", "/health")
     assert status == 200 and body == {"status": "ok", "model_loaded": True, "task": "classification"}
@@ -112,7 +113,14 @@ def test_health_and_info(server):
     assert info["task"] == "classification" and info["labels"] == ["negative", "positive"]
     assert info["input_fields"] == ["text"] and info["output_fields"] == ["label", "scores"]
     assert info["limits"]["max_batch"] == 4 and info["limits"]["max_body_bytes"] == 4096
+    assert info["limits"]["timeout"] == 45 and info["limits"]["max_queue"] == 8
     assert info["max_length"] == 32 and info["adapter"] is False
+    # the model by name, never by path: not in /info, not in the OpenAPI document behind /docs
+    assert info["model"] == "classification" and info["base_model"] == tiny_model_dir.name
+    status, doc = server.request("GET", "/openapi.json")
+    assert status == 200 and doc["info"]["title"] == "tunekit: classification"
+    shown = json.dumps(info) + json.dumps(doc)
+    assert str(classifier.parent) not in shown and str(tiny_model_dir) not in shown
 
 
 def test_single_and_batch_equal_predict(server, classifier):
@@ -156,8 +164,18 @@ def test_bodies_that_are_not_objects_are_400(server):
         status, answer = server.request("POST", "/predict", body)
         assert status == 400, (body, answer)
         assert "JSON" in answer["detail"]
+    status, answer = server.request("GET", "/nowhere")  # unknown paths and methods: JSON too
+    assert status == 404 and "/predict" in answer["hint"]
+    status, answer = server.request("PUT", "/predict", {"text": "fun"})
+    assert status == 405 and answer["detail"] == "Method Not Allowed"
     status, _ = server.request("GET", "/health")  # still serving after all of that
     assert status == 200
+
+
+def test_bad_timeout_is_refused_before_loading(classifier):
+    for value in ("0", "-1", "nan"):
+        result = CliRunner().invoke(app, ["serve", str(classifier), "--timeout", value, "--port", str(free_port())])
+        assert result.exit_code == 2 and "--timeout must be a positive number" in result.output, result.output
 
 
 def test_sigint_stops_cleanly(server):

@@ -24,14 +24,23 @@ def serve(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
                                                  help="Generative tasks: the most tokens a request may ask for "
                                                  "(default: the run's eval.generation.max_new_tokens)."),
+    timeout: float = typer.Option(60.0, "--timeout", metavar="SECONDS",
+                                  help="Most seconds one request may wait and predict; slower ones get 504."),
+    max_queue: int = typer.Option(64, "--max-queue", min=1, help="Most predictions waiting or running at once; "
+                                  "requests beyond get 503 (Retry-After)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level (warning: no access log)."),
 ) -> None:
-    """Serve a trained model over HTTP: GET /health, GET /info, POST /predict (docs at /docs)."""
+    """Serve a trained model over HTTP: GET /health, GET /info, POST /predict (docs at /docs).
+
+    Errors answer JSON; clients see the model's name, never its folder."""
     from tunekit.model_info import find_model
     from tunekit.serving.inputs import GENERATIVE
 
     if log_level.lower() not in LOG_LEVELS:
         raise TunekitError(f"unknown --log-level {log_level!r}", f"choose one of: {', '.join(LOG_LEVELS)}")
+    if not timeout > 0 or timeout == float("inf"):
+        raise TunekitError(f"--timeout must be a positive number of seconds, not {timeout:g}",
+                           "e.g. --timeout 60")
     info = find_model(run)
     _check_port(host, port)  # before the model loads: a busy port should not cost a minute
     if info.task in GENERATIVE and not (max_new_tokens or info.eval.generation.max_new_tokens):
@@ -45,7 +54,7 @@ def serve(
 
     predictor = load_predictor(info)
     limits = Limits(max_chars=max_chars, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                    max_new_tokens=max_new_tokens)
+                    max_new_tokens=max_new_tokens, timeout=timeout, max_queue=max_queue)
     app = create_app(predictor, limits)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"[green]serving[/] {info.task} model {info.model_dir} (loaded in {predictor.load_seconds:.1f} s "

@@ -2,24 +2,42 @@
 
 POST /predict takes one input object (the task's fields, see serving.inputs) and answers
 {"prediction": {...}}, or takes {"inputs": [obj, ...]} and answers {"predictions": [...]}
-in the same order. Status codes: 400 for a body that is not a JSON object, 413 for a body over
-limits.max_body_bytes (checked on Content-Length and again while the body is read, so a
-chunked upload cannot slip past), 422 for wrong, missing or too long fields and too many
-inputs (the detail lists each problem with its location, as FastAPI does), and 422 with
-{"detail": {"message", "hint"}} when the task itself refuses an input (a QA question that
-leaves no room for the context). 400 and 413 answer {"detail": "..."}, most with a "hint".
+in the same order.
 
-The endpoint is a plain `def`: FastAPI runs it in its threadpool, so the event loop (and
-/health) keeps answering while a prediction runs.
+Every error answers JSON, {"detail": ..., "hint"?: "what to do"}:
+  400  a body that is not a JSON object
+  404, 405  an unknown path, or a method the path does not take
+  413  a body over limits.max_body_bytes (checked on Content-Length and again while the body is
+       read, so a chunked upload cannot slip past)
+  422  wrong, missing or too long fields, too many inputs (detail: a list of {loc, msg, type},
+       as FastAPI does), or {"detail": {"message", "hint"}} when the task itself refuses an
+       input (a QA question that leaves no room for the context)
+  503  limits.max_queue predictions already waiting or running (with Retry-After)
+  504  the prediction took longer than limits.timeout seconds (waiting included)
+  500  anything unexpected: a fixed message; the traceback goes to the server's log only.
+
+Nothing a client sees names a folder of the server: /info, the OpenAPI document (/docs) and
+error texts show the model's name (predictor.model_name), never its path.
+
+Predictions run on one worker thread (predictor.PredictionQueue): the endpoint awaits them, so
+the event loop (and /health) keeps answering meanwhile. A prediction past its deadline cannot
+be interrupted: the request answers 504 at once, the computation finishes unseen and only then
+frees its queue slot (a job still waiting when its deadline passes is dropped and never runs).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
 
 from tunekit.errors import TunekitError
 from tunekit.serving.inputs import GENERATIVE, as_plain, batch_model, input_model
-from tunekit.serving.predictor import Limits, Predictor
+from tunekit.serving.predictor import Limits, PredictionQueue, Predictor, QueueFull, model_name
+
+ENDPOINTS = "GET /health, GET /info, POST /predict; the API is described at /docs"
+RETRY_AFTER_S = 1
 
 
 class BodyLimit:
@@ -79,10 +97,13 @@ async def _plain_error(status: int, detail: str, scope, receive, send, hint: str
 
 def create_app(predictor: Predictor, limits: Limits = Limits()):
     """The FastAPI app around a loaded predictor."""
+    from contextlib import asynccontextmanager
+
     from fastapi import Body, FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from tunekit import __version__
 
@@ -91,18 +112,41 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
     single = input_model(task, style, limits.max_chars, cap, True)
     batch = batch_model(task, style, limits.max_chars, cap, limits.max_batch)
     request_schema, components = _request_schema(single, batch)
+    name = model_name(predictor.info)
+    scrub = _scrubber(predictor, name)
+    jobs = PredictionQueue(limits.max_queue)
 
-    app = FastAPI(title=f"tunekit: {predictor.info.recipe_name or task}", version=__version__,
-                  description=f"A {task} model served by tunekit ({predictor.info.model_dir}).")
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        jobs.close()
+
+    app = FastAPI(title=f"tunekit: {name}", version=__version__, lifespan=lifespan,
+                  description=f"A {task} model{f' ({name})' if name != task else ''} served by tunekit.",
+                  responses={500: _documented("An unexpected failure (the server's log has the details).")})
+
+    def error(status: int, detail: Any, hint: str = "", headers: dict | None = None):
+        body = {"detail": scrub(detail), **({"hint": scrub(hint)} if hint else {})}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_json(request, exc: RequestValidationError):
         # the only parameter is the raw JSON body: its one failure mode is a body that is not JSON
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": "the request body is not valid JSON",
-                                 "hint": 'send one input object or {"inputs": [...]}'}, status_code=400)
-        return JSONResponse({"detail": _jsonable(errors, ())}, status_code=422)
+            return error(400, "the request body is not valid JSON", 'send one input object or {"inputs": [...]}')
+        return error(422, _jsonable(errors, ()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):
+        hint = f"this server answers {ENDPOINTS}" if exc.status_code in (404, 405) else ""
+        return error(exc.status_code, exc.detail, hint, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc: Exception):
+        # a fixed text: an exception's own may name files; the traceback goes to the server's log
+        return error(500, "the server failed unexpectedly while answering this request",
+                     "the server's log has the details; retry, and report it if it persists")
 
     @app.get("/health")
     def health() -> dict:
@@ -118,8 +162,15 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
         return {**described, "limits": {**limits.as_dict(), "max_new_tokens": cap}, "tunekit": __version__}
 
     @app.post("/predict", openapi_extra={"requestBody": {"required": True,
-                                                         "content": {"application/json": {"schema": request_schema}}}})
-    def predict(payload: Any = Body(None)) -> dict:
+                                                         "content": {"application/json": {"schema": request_schema}}}},
+              responses={400: _documented("The body is not a JSON object."),
+                         413: _documented("The body is larger than the server's limit."),
+                         422: _documented("Wrong, missing or too long fields, too many inputs, or an input "
+                                          "the task cannot encode."),
+                         503: _documented("Too many predictions are waiting or running: retry after a moment.",
+                                          retry_after=True),
+                         504: _documented("The prediction took longer than the server's timeout.")})
+    async def predict(payload: Any = Body(None)) -> dict:
         if not isinstance(payload, dict):
             kind = "nothing" if payload is None else type(payload).__name__
             fields = ", ".join(f'"{f}": ...' for f in predictor.input_fields)
@@ -135,7 +186,24 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
             for item in items:
                 item.setdefault("max_new_tokens", default_new)
         try:
-            predictions = predictor.predict(items)
+            job = jobs.submit(predictor.predict, items)
+        except QueueFull:
+            return error(503, f"the server is busy: {limits.max_queue} predictions are already waiting or running",
+                         "retry in a few seconds (Retry-After), or send fewer concurrent requests",
+                         headers={"Retry-After": str(RETRY_AFTER_S)})
+        waiter = asyncio.wrap_future(job)
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=limits.timeout)
+        finally:
+            if not waiter.done():
+                waiter.cancel()  # also cancels the job if it has not started; a running one ends unseen
+        if not done:
+            return error(504, f"the prediction took longer than the server's limit of {limits.timeout:g} s",
+                         "send fewer or shorter inputs per request" + (", or ask for fewer max_new_tokens"
+                                                                       if cap else "")
+                         + "; the server's --timeout sets the limit")
+        try:
+            predictions = waiter.result()
         except TunekitError as exc:  # the task refused an input it cannot encode
             raise HTTPException(422, {"message": exc.message, "hint": exc.hint}) from None
         return {"predictions": predictions} if is_batch else {"prediction": predictions[0]}
@@ -149,7 +217,71 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.state.jobs = jobs
     return app
+
+
+def _documented(description: str, retry_after: bool = False) -> dict:
+    """An error response for the OpenAPI document: the JSON error body (and Retry-After)."""
+    out: dict = {"description": description, "model": _error_body()}
+    if retry_after:
+        out["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                          "schema": {"type": "integer"}}}
+    return out
+
+
+@lru_cache(maxsize=1)
+def _error_body():
+    """The pydantic model of every error answer (documentation only)."""
+    from typing import Union
+
+    from pydantic import BaseModel, Field
+
+    class FieldProblem(BaseModel):
+        loc: list[Union[str, int]]
+        msg: str
+        type: str
+
+    class TaskRefusal(BaseModel):
+        message: str
+        hint: str
+
+    class ErrorBody(BaseModel):
+        detail: Union[str, list[FieldProblem], TaskRefusal] = Field(description="What is wrong.")
+        hint: str = Field("", description="What to do about it (most errors).")
+
+    return ErrorBody
+
+
+def _scrubber(predictor: Predictor, name: str) -> Callable[[Any], Any]:
+    """A function that replaces the server's model, run and base folders in error texts by the
+    model's name, and the home folder by ~ (an error a library raises may quote a path)."""
+    info = predictor.info
+    places = [info.model_dir] + ([info.run.root] if info.run is not None else [])
+    if info.base_model and "://" not in info.base_model and Path(info.base_model).expanduser().exists():
+        places.append(Path(info.base_model).expanduser())
+    swaps = {}
+    for place in places:
+        for form in (str(place), str(Path(place).resolve())):
+            if len(form) > 1 and form != ".":
+                swaps[form] = name
+    home = str(Path.home())
+    if len(home) > 1:
+        swaps.setdefault(home, "~")
+    ordered = sorted(swaps.items(), key=lambda kv: -len(kv[0]))  # the longest (most specific) first
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            for old, new in ordered:
+                value = value.replace(old, new)
+            return value
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        return value
+
+    return scrub
 
 
 def _request_schema(single, batch) -> tuple[dict, dict]:

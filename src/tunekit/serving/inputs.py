@@ -65,6 +65,11 @@ def column_roles(task: str, style: str) -> dict[str, str]:
 
 # ---- pydantic request models -------------------------------------------------------------------
 
+# One character that str.strip() keeps (not blank), spelled out: the JSON schema's `\S` follows
+# ECMA-262, which counts U+001C-U+001F and U+0085 as text where Python counts them as space.
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or blank")
@@ -82,7 +87,9 @@ def input_model(task: str, style: str = "instruction", max_chars: Optional[int] 
 
     if task not in TASK_FIELDS:
         raise DataError(f"unknown task {task!r}", f"tasks: {', '.join(TASK_FIELDS)}")
-    text = Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_not_blank)]
+    # the schema says "not blank" too (a pattern), so what it calls valid the server accepts
+    text = Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_not_blank),
+                     Field(json_schema_extra={"pattern": NOT_BLANK})]
     config = ConfigDict(extra="forbid" if strict else "ignore", frozen=True)
     fields: dict[str, Any] = {}
     if task == "causal_lm" and style == "chat":
@@ -195,12 +202,14 @@ def read_jsonl(path: Path, task: str, style: str, columns, max_new_tokens: Optio
                ) -> tuple[list[dict], list[dict]]:
     """A JSON-lines input file -> (the raw rows, the checked inputs); blank lines are skipped.
     A bad line is a DataError naming its line number (1-based)."""
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"input file not found: {path}", "give --file a JSON-lines file, one object per line")
+    if not path.is_file():  # a folder, a FIFO, a device: never read
+        raise DataError(f"--file {path} is not a regular file", "give --file a JSON-lines file, one object per line")
     rows: list[dict] = []
     inputs: list[dict] = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for number, line in _lines(fh, path):
             if not line.strip():
                 continue
             where = f"{path} line {number}"
@@ -214,3 +223,15 @@ def read_jsonl(path: Path, task: str, style: str, columns, max_new_tokens: Optio
     if not inputs:
         raise DataError(f"{path} holds no inputs", "write one JSON object per line")
     return rows, inputs
+
+
+def _lines(fh, path: Path):
+    """(number, text) per line of a binary file; bytes that are not UTF-8 are a DataError naming
+    the line (decoding line by line: a text-mode read fails a whole chunk ahead)."""
+    for number, raw in enumerate(fh, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path} line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                            f"{exc.start + 1})",
+                            f"convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name}") from None

@@ -7,15 +7,21 @@ rules of data.clean), then hands the batch to the task's function in predict_tas
 
 Predictions are serialised by a lock: a fast tokenizer is not safe to call from two threads
 at once (it fails with "Already borrowed"), and on a CPU two forward passes at a time only
-share the same cores. The server's threadpool keeps /health answering meanwhile.
+share the same cores. The server runs them through a `PredictionQueue` (one worker thread, a
+bounded number of jobs), so its event loop keeps answering /health meanwhile.
+
+What a client sees of the model is its name (`model_name`, `public_ref`), never a local path.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 from tunekit.errors import ModelError, RecipeError
 from tunekit.model_info import ModelInfo
@@ -33,6 +39,8 @@ class Limits:
     max_batch: int = 64                # inputs per request
     max_body_bytes: int = 1_048_576    # request body (413 above it)
     max_new_tokens: Optional[int] = None  # cap on a request's max_new_tokens (generative tasks)
+    timeout: float = 60.0              # seconds a request may wait and predict (504 after)
+    max_queue: int = 64                # predictions waiting or running at once (503 beyond)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -123,7 +131,7 @@ class Predictor:
         """What /info and `predict --json` say about the model."""
         info = self.info
         out: dict[str, Any] = {
-            "task": self.task, "model": str(info.model_dir), "base_model": info.base_model,
+            "task": self.task, "model": model_name(info), "base_model": public_ref(info.base_model),
             "recipe": info.recipe_name, "adapter": info.is_adapter, "device": self.device,
             "input_fields": list(self.input_fields), "output_fields": list(OUTPUT_FIELDS[self.task]),
             "max_length": info.tokenize.max_length,
@@ -138,6 +146,92 @@ class Predictor:
         if self.task in GENERATIVE:
             out["generation"] = {**info.eval.generation.model_dump(mode="json"), "max_new_tokens": self.max_new_tokens}
         return out
+
+
+def model_name(info: ModelInfo) -> str:
+    """The name a client is shown: the recipe's name, else the run folder's (or the model
+    folder's) basename. Never a path: the server's folders are nobody else's business."""
+    folder = info.run.root if info.run is not None else info.model_dir
+    return info.recipe_name or Path(folder).resolve().name or "model"
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def public_ref(ref: Optional[str]) -> Optional[str]:
+    """A model reference as a client may see it: a Hub id or pkg://<distribution>/<path> as
+    written (neither names a folder of this machine), a local path by its basename only."""
+    if not ref:
+        return ref
+    if ref.startswith("pkg://") or (_HUB_ID.fullmatch(ref) and not Path(ref).expanduser().exists()):
+        return ref
+    return Path(ref.split("://", 1)[-1].replace("\\", "/").rstrip("/")).name or None
+
+
+class QueueFull(Exception):
+    """A PredictionQueue already holds its limit of jobs."""
+
+
+class PredictionQueue:
+    """Jobs run one at a time on a daemon worker thread; at most `size` are waiting or running.
+
+    submit() refuses (QueueFull) beyond that at once. A job's slot is freed when it finishes, or
+    when it is cancelled before it starts (Future.cancel: it then never runs). A job whose
+    caller gave up (a timeout) keeps its slot until its computation ends, so abandoned work
+    is bounded by `size` too."""
+
+    def __init__(self, size: int):
+        import queue
+
+        self.size = size
+        self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._count = 0
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._count
+
+    def submit(self, fn: Callable, *args) -> Future:
+        with self._lock:
+            if self._count >= self.size:
+                raise QueueFull(self._count)
+            self._count += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="tunekit-predict", daemon=True)
+                self._thread.start()
+        future: Future = Future()
+        future.add_done_callback(self._release)
+        self._jobs.put((future, fn, args))
+        return future
+
+    def close(self) -> None:
+        """Let the worker end once the jobs already queued are done (a later submit starts a new one)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+
+    def _release(self, _future: Future) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():  # cancelled while waiting
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the waiting request, which answers 500 or 422
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del job, future, fn, args
 
 
 def load_predictor(info: ModelInfo, device: Optional[str] = None, max_new_tokens: Optional[int] = None) -> Predictor:
