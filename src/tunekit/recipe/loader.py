@@ -1,12 +1,22 @@
 """Read a recipe: YAML (safe) with line numbers, `extends:` inheritance, `--set` overrides,
-and every validation problem reported at once with its file, line and key path."""
+and every validation problem reported at once with its file, line and key path.
+
+Input is bounded before anything is built from it: a regular UTF-8 text file of at most
+MAX_RECIPE_BYTES, at most MAX_NODES values counted with every alias expanded (an alias bomb is
+refused before it is built, a recursive alias outright), at most MAX_DEPTH levels deep.
+An unquoted yes/no/on/off (a YAML 1.1 boolean) is read as written where the schema wants text
+(`near_duplicates.within: off`) and as a boolean elsewhere. NaN and infinity are refused anywhere.
+"""
 
 from __future__ import annotations
 
 import difflib
+import math
+import stat
+import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -16,6 +26,15 @@ from tunekit.recipe.schema import Recipe, metric_problems
 
 # key path -> "file:line" where the value was written (or "--set" for overrides)
 Origins = dict[tuple[str, ...], str]
+Problems = list[tuple[tuple[str, ...], str]]
+
+MAX_RECIPE_BYTES = 1 << 20
+MAX_NODES = 20_000
+MAX_DEPTH = 64
+TEXT_HINT = "give a recipe YAML file (UTF-8 text), e.g. one of the shipped recipes in recipes/"
+# Keys whose values name files, folders or models: an empty string there would mean "."
+PATH_KEYS = (("data", "train"), ("data", "validation"), ("data", "test"),
+             ("model", "name"), ("model", "tokenizer"), ("model", "decoder"))
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -23,11 +42,19 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data, origins = _load_with_extends(Path(path), chain=())
     for item in overrides:
         _apply_override(data, origins, item)
-    problems = [f"{_where(loc, origins, str(path))}: {'.'.join(loc)}: {msg}" for loc, msg in metric_problems(data)]
+    found: Problems = []
+    data = _normalise(data, Recipe, (), found)
+    found += _empty_paths(data) + metric_problems(data)
+    problems = [f"{_where(loc, origins, str(path))}: {'.'.join(loc) or '(recipe)'}: {msg}" for loc, msg in found]
+    recipe = None
     try:
         recipe = Recipe.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(err, origins, str(path)) for err in exc.errors()] + problems
+    except ValidationError as exc:  # a key already reported above (a NaN, a boolean) is not repeated
+        seen = {loc for loc, _ in found}
+        problems = [_describe(err, origins, str(path)) for err in exc.errors()
+                    if tuple(str(p) for p in err["loc"]) not in seen] + problems
+    if recipe is not None and not problems:  # numbers pydantic made from text ("-inf" in a float field)
+        problems = [f"{_where(loc, origins, str(path))}: {'.'.join(loc)}: {msg}" for loc, msg in _non_finite(recipe)]
     if problems:
         raise RecipeError(
             f"recipe {path} has {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n"
@@ -42,6 +69,151 @@ def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+# ---- reading YAML, bounded -------------------------------------------------------------------
+
+class YamlWord(NamedTuple):
+    """An unquoted yes/no/on/off: `value` is what YAML 1.1 reads, `text` what was written.
+    _normalise resolves it against the schema before validation."""
+
+    text: str
+    value: bool
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that counts the nodes it composes (a huge document stops early) and keeps
+    the text of yes/no/on/off; mapping keys are always read as written."""
+
+    nodes = 0
+
+    def compose_node(self, parent, index):
+        if not self.check_event(yaml.AliasEvent):
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise RecipeError(f"{self.name}: more than {MAX_NODES} values: too large for a recipe", TEXT_HINT)
+        return super().compose_node(parent, index)
+
+    def construct_yaml_bool(self, node):
+        value = super().construct_yaml_bool(node)
+        return value if node.value.lower() in ("true", "false") else YamlWord(node.value, value)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[str, Any] = {}
+        for key_node, _ in node.value:  # a key written twice: YAML keeps the last, the user meant one
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} appears twice in one mapping (first at line "
+                    f"{seen[key_node.value].line + 1}): the first would be lost", key_node.start_mark)
+            seen[key_node.value] = key_node.start_mark
+        mapping = super().construct_mapping(node, deep=deep)
+        if any(isinstance(key, YamlWord) for key in mapping):
+            mapping = {k.text if isinstance(k, YamlWord) else k: v for k, v in mapping.items()}
+        return mapping
+
+
+def _refuse_tag(loader, node):
+    raise yaml.constructor.ConstructorError(None, None, f"the {node.tag.rpartition(':')[2]} tag (!!) has no place "
+                                            "in a recipe", node.start_mark)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)
+# No recipe key holds a date: 2024-01-01 is the text written (a run name, say), not a datetime.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+for _tag in ("binary", "set", "omap", "pairs"):  # bytes, sets and pairs have no JSON or recipe meaning
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, Any]:
+    """(data, root node) of one YAML document, safe tags only, with the limits above.
+    Raises RecipeError for an alias bomb, a recursive alias, deep nesting or invalid YAML."""
+    loader = None
+    try:
+        loader = _Loader(text)  # reading starts here: a control character fails now
+        loader.name = name
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_expansion(node, name)
+        return loader.construct_document(node), node
+    except yaml.reader.ReaderError as exc:
+        raise RecipeError(f"{name}: not a text/YAML file (control character #x{exc.character:02x} at "
+                          f"character {exc.position})", TEXT_HINT) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise RecipeError(f"{where}: not valid YAML ({problem})",
+                          "fix the YAML syntax (indentation, colons, quotes)") from None
+    except RecursionError:
+        raise RecipeError(f"{name}: nested too deeply for a recipe", TEXT_HINT) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root, name: str) -> None:
+    """Count the values the node graph stands for with every alias expanded (each shared node
+    counted once per use, computed once), without expanding anything; refuse cycles."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise RecipeError(f"{name}: YAML aliases expand to more than {MAX_NODES} values "
+                                  "(an alias bomb?)", "write the values out, or use fewer aliases (*name)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise RecipeError(f"{name}:{node.start_mark.line + 1}: a YAML alias refers to the value that contains "
+                              "it (a recursive alias)", "remove the alias (*name) inside its own anchor (&name)")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{name}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
+                              TEXT_HINT)
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
+
+
+def _read_text(path: Path) -> str:
+    """The recipe's text: a regular file, at most MAX_RECIPE_BYTES, UTF-8 without NUL bytes."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        raise RecipeError(f"recipe file not found: {path}",
+                          "check the path; the shipped recipes are in recipes/") from None
+    if stat.S_ISDIR(mode):
+        raise RecipeError(f"recipe file not found: {path} is a folder", "give the path of a recipe YAML file")
+    if not stat.S_ISREG(mode):
+        raise RecipeError(f"recipe {path} is not a regular file (a pipe, socket or device)", TEXT_HINT)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}", "check the file's permissions") from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe {path} is over {MAX_RECIPE_BYTES // 1024} KiB: not a recipe", TEXT_HINT)
+    if b"\0" in raw:
+        raise RecipeError(f"recipe {path} is not a text/YAML file (it has NUL bytes: binary data)", TEXT_HINT)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not a text/YAML file (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start} is not UTF-8)", "save the recipe as UTF-8 text") from None
+
+
 def _load_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins]:
     data, origins = _read_yaml(path)
     bases = data.pop("extends", None)
@@ -50,7 +222,7 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origi
         return data, origins
     if isinstance(bases, str):
         bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b.strip() and "\0" not in b for b in bases):
         raise RecipeError(f"{path}: extends must be a file name or a list of file names",
                           "write `extends: base.yaml` (relative to this recipe)")
     merged: dict = {}
@@ -68,18 +240,7 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origi
 
 
 def _read_yaml(path: Path) -> tuple[dict, Origins]:
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}",
-                          "check the path; the shipped recipes are in recipes/")
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-                          "fix the YAML syntax (indentation, colons, quotes)") from None
+    data, node = parse_yaml(_read_text(path), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -115,9 +276,11 @@ def _apply_override(data: dict, origins: Origins, item: str) -> None:
         raise RecipeError(f"--set {item!r} is not KEY=VALUE",
                           "write e.g. --set train.lr=3e-5 (dotted key path, then =, then a value)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else ""
+    except RecipeError as exc:
+        if "not valid YAML" not in exc.message and "not a text/YAML" not in exc.message:
+            raise  # an alias bomb, a recursive alias
+        value = raw  # not YAML: the text as given
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
@@ -128,6 +291,92 @@ def _apply_override(data: dict, origins: Origins, item: str) -> None:
     node[parts[-1]] = value
     origins[parts] = "--set"
 
+
+# ---- values against the schema ---------------------------------------------------------------
+
+def _alternatives(annotation: Any) -> list:
+    """A type's alternatives: Optional/Union members, Annotated unwrapped."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _alternatives(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [alt for arg in typing.get_args(annotation) for alt in _alternatives(arg)]
+    return [annotation]
+
+
+def _normalise(value: Any, annotation: Any, loc: tuple[str, ...], problems: Problems) -> Any:
+    """A copy of a raw value with YAML words resolved against the schema type, recording
+    non-finite numbers and booleans given for numbers. Keys of schema sections become text."""
+    alts = _alternatives(annotation)
+    wants_bool = bool in alts or Any in alts
+    literals = [a for a in alts if typing.get_origin(a) is typing.Literal]
+    wants_text = str in alts or any(isinstance(v, str) for lit in literals for v in typing.get_args(lit))
+    wants_number = int in alts or float in alts
+    if isinstance(value, YamlWord):
+        if wants_bool or not (wants_text or wants_number):
+            return value.value
+        return value.text  # e.g. `within: off`, or a clear error for `epochs: yes`
+    if isinstance(value, bool):
+        if wants_number and not (wants_bool or wants_text):
+            problems.append((loc, f"{str(value).lower()} is a boolean, not a number"))
+        return value
+    if isinstance(value, float) or (isinstance(value, str) and float in alts and not wants_text):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(number):
+            problems.append((loc, f"{value} is not a finite number (NaN and infinity are refused)"))
+        return value
+    if isinstance(value, dict):
+        model = next((a for a in alts if _is_model(a)), None)
+        if model is not None:
+            return {str(k): _normalise(v, model.model_fields[k].annotation if k in model.model_fields else Any,
+                                       loc + (str(k),), problems) for k, v in value.items()}
+        mapping = next((a for a in alts if typing.get_origin(a) is dict), None)
+        inner = typing.get_args(mapping)[1] if mapping is not None else Any
+        return {k: _normalise(v, inner, loc + (str(k),), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        seq = next((a for a in alts if typing.get_origin(a) in (list, tuple)), None)
+        args = typing.get_args(seq) if seq is not None else ()
+        if typing.get_origin(seq) is tuple and args and args[-1] is not Ellipsis:
+            items = [args[i] if i < len(args) else Any for i in range(len(value))]
+        else:
+            items = [args[0] if args else Any] * len(value)
+        return [_normalise(v, t, loc + (str(i),), problems) for i, (v, t) in enumerate(zip(value, items))]
+    return value
+
+
+def _non_finite(recipe: Recipe) -> Problems:
+    def walk(value: Any, loc: tuple[str, ...]):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield loc, f"{value} is not a finite number (NaN and infinity are refused)"
+        items = (value.items() if isinstance(value, dict)
+                 else enumerate(value) if isinstance(value, (list, tuple)) else ())
+        for key, item in items:
+            yield from walk(item, loc + (str(key),))
+    return list(walk(recipe.model_dump(), ()))
+
+
+def _empty_paths(data: dict) -> Problems:
+    """Empty file, folder and model names ("" would silently mean the working directory)."""
+    problems: Problems = []
+    for loc in PATH_KEYS:
+        section = data.get(loc[0])
+        value = section.get(loc[1]) if isinstance(section, dict) else None
+        entries = value if isinstance(value, list) else [value]
+        for i, entry in enumerate(entries):
+            ref = entry.get("path") if isinstance(entry, dict) else entry
+            if isinstance(ref, str) and not ref.strip():
+                at = loc + (str(i),) if isinstance(value, list) else loc
+                at += ("path",) if isinstance(entry, dict) else ()
+                problems.append((at, "an empty path: name a file, a glob, a folder"
+                                 + (" or a model" if loc[0] == "model" else "")
+                                 + (", or remove the key" if loc[1] not in ("train", "name") else "")))
+    return problems
+
+
+# ---- messages --------------------------------------------------------------------------------
 
 def _describe(err: dict, origins: Origins, file: str) -> str:
     loc = tuple(str(p) for p in err["loc"])
@@ -145,7 +394,8 @@ def _describe(err: dict, origins: Origins, file: str) -> str:
     else:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] not in ("value_error", "assertion_error") and "input" in err:
-            msg += f" (got {err['input']!r})"
+            shown = repr(err["input"])
+            msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
     return f"{where}: {keypath}: {msg}"
 
 
@@ -163,16 +413,9 @@ def _fields_at(loc: tuple[str, ...]) -> list[str]:
         field = model.model_fields.get(part) if _is_model(model) else None
         if field is None:
             return []
-        model = _unwrap(field.annotation)
+        model = next((alt for alt in _alternatives(field.annotation) if _is_model(alt)), None)
     names = list(model.model_fields) if _is_model(model) else []
     return names + (["extends"] if model is Recipe else [])
-
-
-def _unwrap(annotation: Any) -> Any:
-    for arg in typing.get_args(annotation) or ():
-        if _is_model(arg):
-            return arg
-    return annotation
 
 
 def _is_model(obj: Any) -> bool:

@@ -89,7 +89,7 @@ class FreezeConfig(Strict):
         if pattern is not None:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ValueError(f"not a valid regular expression ({exc})") from None
         return pattern
 
@@ -150,7 +150,7 @@ class PeftConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _options_fit_method(cls, data):
-        if not isinstance(data, dict) or data.get("method") not in PEFT_OPTIONS:
+        if not isinstance(data, dict) or not isinstance(data.get("method"), str) or data["method"] not in PEFT_OPTIONS:
             return data  # a missing or unknown method is reported by the field itself
         method = data["method"]
         allowed = PEFT_OPTIONS[method]
@@ -359,12 +359,23 @@ def best_metric(cfg: "TrainConfig", task: str) -> str:
 class Recipe(Strict):
     name: str = Field(description="Run name, used in reports.")
     task: TaskName = Field("classification", description="The task; one of the registered tasks.")
-    output_dir: str = Field(description="Run directory; relative paths are relative to the working directory.")
+    output_dir: str = Field(description="Run directory, owned by tunekit (made by it, or empty when first used); "
+                            "relative to the working directory; `~` is your home folder.")
     model: ModelConfig
     data: DataConfig
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _run_folder(cls, value: str) -> str:
+        """`~` expanded once here, so every step and the shell agree on the folder."""
+        import os
+
+        if not value.strip():
+            raise ValueError("output_dir is empty: give the run a folder of its own, e.g. runs/NAME")
+        return os.path.expanduser(value)
 
     @model_validator(mode="after")
     def _generation_length_given(self):
@@ -380,7 +391,7 @@ def metric_problems(data: dict) -> list[tuple[tuple[str, ...], str]]:
     Checked on the raw mapping so these problems are listed together with the schema's own.
     """
     task = data.get("task", "classification")
-    if task not in METRICS:
+    if not isinstance(task, str) or task not in METRICS:
         return []
     known = set(METRICS[task])
     problems = []
@@ -392,6 +403,8 @@ def metric_problems(data: dict) -> list[tuple[tuple[str, ...], str]]:
     if train_section.get("best_metric") is not None:
         found.append((("train", "best_metric"), train_section["best_metric"]))
     for loc, name in found:
+        if not isinstance(name, str):
+            continue  # the schema reports a value that is not a name
         allowed = set(TRAIN_METRICS[task]) | {"loss"} if loc[0] == "train" else known
         if name not in allowed:
             problems.append((loc, f"unknown metric {name!r} for task {task}; known: {', '.join(sorted(allowed))}"))
