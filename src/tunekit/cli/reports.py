@@ -10,15 +10,23 @@ from tunekit.console import console
 def show_prepare(report: dict, reused: bool) -> None:
     note = " (cached, inputs unchanged)" if reused else ""
     rules = report["rules"]
-    names = sorted({k for counts in rules.values() for k in counts} - {"rows_in", "rows_out"})
-    table = Table(title=f"prepare{note}", title_justify="left")
+    whole = set(report.get("kept_whole") or ())
+    names = sorted(({k for counts in rules.values() for k, v in counts.items() if not isinstance(v, dict)}
+                    | {k for counts in rules.values() for k, n in (counts.get("would_drop") or {}).items() if n})
+                   - {"rows_in", "rows_out"})
+    caption = ("kept N: rows a drop rule matches in a split kept whole (its own file; data.clean.splits "
+               "lists the splits cleaned): they stay and are scored") if whole else None
+    table = Table(title=f"prepare{note}", title_justify="left", caption=caption, caption_justify="left")
     table.add_column("source")
     table.add_column("rows in", justify="right")
     for name in names:
         table.add_column(name.replace("_", " "), justify="right")
     table.add_column("rows out", justify="right")
     for split, counts in rules.items():
-        table.add_row(split, str(counts["rows_in"]), *(str(counts.get(n, 0)) for n in names), str(counts["rows_out"]))
+        would = counts.get("would_drop") or {}
+        cells = [f"kept {would[n]}" if would.get(n) else str(counts.get(n, 0)) for n in names]
+        table.add_row(f"{split} (kept whole)" if split in whole else split, str(counts["rows_in"]), *cells,
+                      str(counts["rows_out"]))
     console.print(table)
 
     # classification: rows per class; other tasks: their own counts per split (e.g. qa: answerable)
@@ -183,8 +191,18 @@ def _show_histogram(split: str, hist: dict) -> None:
     console.print(table)
 
 
+def rows_line(metrics: dict) -> "str | None":
+    """`1185 of 1190 rows scored (prepare 5)` when fewer rows were scored than the split or file has."""
+    scored, total = metrics.get("rows_scored"), metrics.get("rows_total")
+    if scored is None or total is None or scored == total:
+        return None
+    why = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in (metrics.get("rows_not_scored") or {}).items())
+    return f"{scored} of {total} rows scored" + (f" (not scored: {why})" if why else "")
+
+
 def show_metrics(metrics: dict, title: str) -> None:
-    table = Table(title=f"{title}: {metrics.get('split')} split, {metrics.get('n')} examples", title_justify="left")
+    table = Table(title=f"{title}: {metrics.get('split')} split, {metrics.get('n')} examples", title_justify="left",
+                  caption=rows_line(metrics), caption_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     intervals = metrics.get("intervals") or {}

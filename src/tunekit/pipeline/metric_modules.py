@@ -6,6 +6,11 @@ same numbers as `tunekit eval`. A user may name more modules (eval.metric_module
 or `tunekit eval --metric-module PATH`): each is run on the evaluation's predictions and its
 scalar results are added to metrics.json as <module>_<key>.
 
+A module is code, so it runs only where the user names it: on the command line, or in the recipe
+they train with (finetune's own evaluation). A model folder's tunekit.json records the training
+recipe's eval section, modules included; `eval --model` and `eval RUN` list those as not run
+(`not_run`) and never import them: a downloaded model must not run code on the scorer's machine.
+
 What a module receives, per task (the layout the Hugging Face metrics of that task expect):
     classification           predictions, references: class ids (ints)
     qa                       predictions [{"id", "prediction_text"}],
@@ -40,6 +45,17 @@ def check_module_refs(refs: tuple[str, ...]) -> None:
         if not (path.is_file() and path.suffix == ".py") and not (path.is_dir() and (path / f"{path.name}.py").is_file()):
             raise TunekitError(f"metric module not found: {ref}",
                                "give a local evaluate module: a .py file, or a folder NAME holding NAME.py")
+
+
+def not_run(recorded, chosen: tuple[str, ...]) -> list[str]:
+    """Names of the modules a model folder records that the user did not name (by module name;
+    names only: a recorded path is a path on the machine that trained the model)."""
+    named = {module_name(m) for m in chosen}
+    return list(dict.fromkeys(module_name(ref) for ref in recorded or () if module_name(ref) not in named))
+
+
+def not_run_notice(name: str) -> str:
+    return f"not run: {name} (a metric module named in the model's tunekit.json); pass --metric-module PATH to run it"
 
 
 def inputs_for(task: str, rows: list[dict], metrics: dict) -> tuple[list, list]:

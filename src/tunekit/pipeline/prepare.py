@@ -4,6 +4,13 @@ Output: <run>/data/prepared (a DatasetDict with the task's columns, e.g. `text` 
 `label`) and <run>/data/prepare_report.json. Reused as is while its fingerprint is unchanged.
 The task module decides what a clean row is, how rows group for the split, and what the
 report says about them (tasks/__init__.py lists the protocol).
+
+Which splits lose rows to the drop rules (data.clean.splits, default [train]): train, and the
+splits carved out of it (they are cleaned with train, before the split). A validation or test
+split given as its own file is kept whole, so its scores compare with anyone else's: the rules
+only count what they would drop there (rules[split]["would_drop"], and a warning; an error under
+strict). Rows that cannot be scored at all (no label, no text to read) go from every split and
+are counted and warned about.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Option
     data = recipe.data
     frames: dict[str, "pd.DataFrame"] = {}
     rules: dict[str, dict] = {}
+    whole = kept_whole(data)
     read_keys: set[str] = set()  # counts of what was read (files, mixture shares), not of rows dropped
     meta: dict = {}
     for split in SPLITS:
@@ -71,16 +79,20 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Option
         table, where, read_counts = read_split(data, split, roles, sample=sample)
         if split == "train":
             meta = task.meta(table, data)
-        frames[split], rules[split] = task.clean(table, data, meta, where)
-        frames[split], quality_counts = filter_rows(frames[split], recipe, task)
+        drop = split not in whole
+        frames[split], counts = task.clean(table, data, meta, where, drop=drop)
+        would = counts.pop("would_drop", {})
+        frames[split], quality_counts = filter_rows(frames[split], recipe, task, drop=drop)
         read_keys |= set(read_counts)
-        rules[split] = {**read_counts, **rules[split], **quality_counts}
+        rules[split] = {**read_counts, **counts, **(quality_counts if drop else {})}
         rules[split]["rows_out"] = len(frames[split])
+        if not drop:
+            rules[split]["would_drop"] = {**would, **quality_counts}
 
     for split, frame in frames.items():  # a file the recipe names must keep some rows
         if frame.empty:
-            dropped = ", ".join(f"{n} {rule}" for rule, n in rules[split].items()
-                                if rule not in ("rows_in", "rows_out") and rule not in read_keys and n)
+            dropped = ", ".join(f"{n} {rule}" for rule, n in rules[split].items() if isinstance(n, int)
+                                and rule not in ("rows_in", "rows_out") and rule not in read_keys and n)
             raise DataError(f"no {'training' if split == 'train' else split} rows are left after cleaning ({rules[split]['rows_in']} in; "
                             f"dropped: {dropped or 'none'})",
                             "check data.columns, data.labels, data.clean and data.quality against the file's content")
@@ -91,7 +103,9 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Option
     if data.max_train_rows and len(frames["train"]) > data.max_train_rows:
         frames["train"] = frames["train"].sample(n=data.max_train_rows, random_state=data.split.seed)
     frames = {s: f for s, f in frames.items() if not f.empty}  # a split share that rounded to 0 rows
-    frames, quality = check_splits(frames, recipe, task, meta=meta)  # near-duplicates, leakage, label conflicts
+    # near-duplicates, leakage, label conflicts; drop policies spare the splits kept whole
+    frames, quality = check_splits(frames, recipe, task, meta=meta, whole=tuple(s for s in whole if s in frames))
+    kept_notes = _kept_whole_warnings(rules, quality, whole, read_keys)
 
     report = {
         "fingerprint": fp,
@@ -100,11 +114,13 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Option
         "rules": rules,
         "split_from_train": made,
         "rows": {s: len(f) for s, f in frames.items()},
+        "rows_given": {s: rules[s]["rows_in"] for s in frames if s != "train" and s in rules},
+        "kept_whole": [s for s in SPLITS if s in whole and s in frames],
         **task.describe(frames, meta),  # e.g. label names and distribution; the task's warnings
         "leakage": _leakage(frames, task),
         "quality": quality,
     }
-    report["warnings"] = report.get("warnings", []) + quality.get("warnings", [])
+    report["warnings"] = report.get("warnings", []) + kept_notes + quality.get("warnings", [])
     if sample:
         report["sample"] = sample
     else:
@@ -112,6 +128,38 @@ def run_prepare(recipe: Recipe, run: RunDir, force: bool = False, sample: Option
         write_json(report_path(run), report)
     enforce_strict(report, recipe)
     return StepResult(fp, report, False, time.perf_counter() - start)
+
+
+def kept_whole(data) -> set[str]:
+    """Validation/test splits given as their own files and not listed in data.clean.splits."""
+    return {s for s in ("validation", "test") if getattr(data, s) and s not in data.clean.splits}
+
+
+def _kept_whole_warnings(rules: dict, quality: dict, whole: set, read_keys: set) -> list[str]:
+    """Per split kept whole: the rows no model can be scored on (left out), and what the drop
+    rules would remove (kept). check_splits' would-drop counts join rules[split]["would_drop"]."""
+    notes = []
+    for split in SPLITS:
+        if split not in whole or split not in rules:
+            continue
+        counts = rules[split]
+        would = {**counts.get("would_drop", {}), **(quality.get("counts", {}).get(split, {}).get("would_drop") or {})}
+        counts["would_drop"] = would
+        unusable = {k: n for k, n in counts.items() if isinstance(n, int) and n and k not in read_keys
+                    and k not in ("rows_in", "rows_out", "unanswerable")}
+        total = counts["rows_in"]
+        if unusable:
+            lost = total - counts["rows_out"]
+            notes.append(f"{split}: {lost} of its {total} rows cannot be scored and are left out ({_listing(unusable)})")
+        matched = {k: n for k, n in would.items() if n}
+        if matched:
+            notes.append(f"{split} is its own file, kept whole: rows the drop rules match stay and are scored "
+                         f"({_listing(matched)}); list {split} in data.clean.splits to drop them")
+    return notes
+
+
+def _listing(counts: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in counts.items())
 
 
 def enforce_strict(report: dict, recipe: Recipe) -> None:

@@ -3,6 +3,12 @@
 filter_rows(frame, recipe, task) -> (frame, counts per rule)      per source split, after the task's clean
 check_splits(frames, recipe, task) -> (frames, report section)    after the split: duplicates, leakage, conflicts
 
+A split kept whole (a validation/test file not listed in data.clean.splits) is counted by the
+same rules but loses no rows to them: `filter_rows(..., drop=False)` keeps every row, and
+check_splits' `whole` splits report what within: drop and label_conflicts: drop would remove
+(counts[split]["would_drop"]). Leaks (near_duplicates.across) concern those splits only, so
+`across: drop` removes leaked rows from them all the same.
+
 Which text a rule looks at:
 * the row filters (characters, tokens, unprintable) read ALL the text a row carries (every
   string column the task keeps, the messages' contents for chats), joined by newlines: garbage
@@ -104,9 +110,10 @@ def _unprintable(texts: list[str], limit: float, block: int = 2048) -> "np.ndarr
     return bad
 
 
-def filter_rows(frame: "pd.DataFrame", recipe, task) -> tuple["pd.DataFrame", dict[str, int]]:
+def filter_rows(frame: "pd.DataFrame", recipe, task, drop: bool = True) -> tuple["pd.DataFrame", dict[str, int]]:
     """Drop rows by the row rules, in order: unprintable, characters, tokens. A row is counted
-    under the first rule that drops it; a rule that is set is counted even when it drops none."""
+    under the first rule that drops it; a rule that is set is counted even when it drops none.
+    `drop=False` (a split kept whole): the same counts, every row kept."""
     import numpy as np
 
     q = recipe.data.quality
@@ -135,7 +142,7 @@ def filter_rows(frame: "pd.DataFrame", recipe, task) -> tuple["pd.DataFrame", di
             apply("too_few_tokens", (tokens < q.min_tokens) & keep)
         if q.max_tokens:
             apply("too_many_tokens", (tokens > q.max_tokens) & keep)
-    if keep.all():
+    if keep.all() or not drop:
         return frame, counts
     return frame[keep].reset_index(drop=True), counts
 
@@ -174,13 +181,16 @@ def _token_counter(recipe):
 
 # ---- checks across rows and splits -------------------------------------------------------------
 
-def check_splits(frames: dict, recipe, task, meta: "dict | None" = None) -> tuple[dict, dict]:
+def check_splits(frames: dict, recipe, task, meta: "dict | None" = None,
+                 whole: "tuple[str, ...]" = ()) -> tuple[dict, dict]:
     """Label conflicts, then duplicates within each split, then leaks into later splits: each
     counted, listed, and handled by its policy (warn / drop / error). Returns the frames (rows
     dropped by `drop` policies) and prepare_report.json's `quality` section.
 
     `meta` (optional, the task's meta): class names for the warning sentences; without it they
-    come from the recipe where it lists them (the report's tables map ids to names anyway)."""
+    come from the recipe where it lists them (the report's tables map ids to names anyway).
+    `whole`: splits kept whole; within: drop and label_conflicts: drop leave their rows in place
+    and count them under counts[split]["would_drop"]."""
     import numpy as np
 
     from tunekit.pipeline import minhash
@@ -191,7 +201,7 @@ def check_splits(frames: dict, recipe, task, meta: "dict | None" = None) -> tupl
     names = [s for s in ORDER if s in frames] + [s for s in frames if s not in ORDER]
     texts = [t for s in names for t in example_texts(frames[s], task)]
     sizes = [len(frames[s]) for s in names]
-    rows = Rows(names, np.repeat(np.arange(len(names)), sizes), texts)
+    rows = Rows(names, np.repeat(np.arange(len(names)), sizes), texts, whole=tuple(whole))
     near = nd.within != "off" or nd.across != "off"
     labelled = recipe.task == "classification" and all("label" in f.columns for f in frames.values())
     counts: dict[str, dict] = {s: {} for s in names}

@@ -6,6 +6,8 @@ Each check counts per split, lists a few offenders, then applies its policy: `wa
 sentence to the warnings, `drop` clears rows from `alive`, `error` raises a DataError.
 Offender entries point at global rows until `Rows.finish` turns them into row numbers of the
 prepared splits (None, with `dropped: true`, for a row a policy removed).
+A split in `Rows.whole` is kept whole (data.clean.splits): `drop` leaves its rows alive and counts
+them under counts[split]["would_drop"] instead.
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ class Rows:
     label: Optional["np.ndarray"] = None
     alive: "np.ndarray" = None
     refs: list = field(default_factory=list)
+    whole: tuple = ()           # names of the splits kept whole: drop policies only count their rows
 
     def __post_init__(self) -> None:
         import numpy as np
 
         self.alive = np.ones(len(self.split), dtype=bool)
+
+    def whole_rows(self) -> "np.ndarray":
+        """Mask of the global rows in splits kept whole."""
+        import numpy as np
+
+        return np.isin(self.split, [k for k, s in enumerate(self.names) if s in self.whole])
 
     def in_split(self, k: int) -> "np.ndarray":
         """Global indices of split k's rows that are still kept, in order."""
@@ -115,7 +124,11 @@ def conflicts(rows: Rows, policy: str, namer: Callable[[int], str], counts: dict
     if policy == "error":
         raise DataError(message, "fix the labels, or set data.quality.label_conflicts: drop (or warn)")
     if policy == "drop":
-        rows.alive[bad] = False
+        kept = rows.whole_rows()
+        rows.alive[bad & ~kept] = False
+        for k, s in enumerate(rows.names):
+            if s in rows.whole:
+                counts[s].setdefault("would_drop", {})["label_conflicts"] = int((bad & kept)[rows.split == k].sum())
     else:
         warnings.append(message + "; data.quality.label_conflicts: drop removes them")
 
@@ -159,13 +172,17 @@ def within_split(rows: Rows, policy: str, threshold: float, counts: dict, offend
         for e in np.flatnonzero(near)[np.argsort(-sim[near], kind="stable")][:TOP]:
             pairs.append({"similarity": round(float(sim[e]), 3), "a": rows.ref(first_row[a[e]]),
                           "b": rows.ref(first_row[b[e]])})
-        if policy == "drop":
+        if policy == "drop" and s in rows.whole:
+            counts[s].setdefault("would_drop", {})["within_duplicates"] = int(dup.sum())
+        elif policy == "drop":
             rows.alive[idx[dup]] = False
         elif dup.any():
             n = int(dup.sum())
             kinds = _kinds(int(exact.sum()), int((dup & ~exact).sum()), threshold)
+            fix = (f"{s} is kept whole and scored as given (data.clean.splits)" if s in rows.whole else
+                   "data.quality.near_duplicates.within: drop keeps the first of each")
             warnings.append(f"{s}: {count(n, 'row')} {'duplicates an earlier row' if n == 1 else 'duplicate earlier rows'} "
-                            f"of {s} ({kinds}); data.quality.near_duplicates.within: drop keeps the first of each")
+                            f"of {s} ({kinds}); {fix}")
     offenders["duplicate_groups"] = sorted(groups, key=lambda g: -g["size"])[:TOP]
     offenders["near_duplicates"] = sorted(pairs, key=lambda p: -p["similarity"])[:TOP]
 

@@ -59,10 +59,31 @@ class LabelConfig(Strict):
         return self
 
 
+SplitName = Literal["train", "validation", "test"]
+
+
 class CleanConfig(Strict):
     normalize_whitespace: bool = Field(True, description="Collapse runs of whitespace; strip ends.")
     drop_empty: bool = Field(True, description="Drop rows whose text or label is empty or missing.")
     drop_duplicates: bool = Field(True, description="Drop exact duplicates (after normalisation).")
+    splits: list[SplitName] = Field(
+        default_factory=lambda: ["train"],
+        description="Splits the drop rules clean: drop_empty and drop_duplicates here, data.quality's row rules "
+        "(characters, tokens, unprintable), near_duplicates.within: drop and label_conflicts: drop. Default [train]: "
+        "a validation or test split given as its own file (data.validation / data.test) is kept whole, so its "
+        "scores compare with other people's; prepare warns what the rules would drop there (an error under "
+        "strict). Splits carved out of train (data.split shares) are cleaned with train, before the split. "
+        "Rows no model can be scored on (no label, no question or context, an empty source or target) are "
+        "dropped and counted in every split; near_duplicates.across applies to validation/test whatever this says.",
+    )
+
+    @field_validator("splits")
+    @classmethod
+    def _train_is_cleaned(cls, splits):
+        if "train" not in splits:
+            raise ValueError("must list train (training rows are always cleaned); add validation or test "
+                             "to clean those files too")
+        return list(dict.fromkeys(splits))
 
 
 class SplitConfig(Strict):

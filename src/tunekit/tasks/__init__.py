@@ -5,7 +5,10 @@ The pipeline steps never know what a label or an answer is; each task module pro
     COLUMNS                         data.columns roles it reads
     meta(train_table, data)         what later steps need from the training data (label names)
     meta_from_report(report)        the same, read back from prepare_report.json
-    clean(table, data, meta, where) -> (rows kept, counts per rule); raises on bad data
+    clean(table, data, meta, where, drop=True) -> (rows kept, counts per rule); raises on bad data.
+                                    drop=False (a split kept whole): rows that drop rules (empty
+                                    text, duplicates) match stay, counted under counts["would_drop"];
+                                    rows that cannot be scored (no label, no input) still go
     split_units(frame, stratify)    strata of units (row lists kept together) for carving splits
     leakage_key(frame)              what counts as the same example across splits
     describe(frames, meta)          the task's part of prepare_report.json (incl. warnings)

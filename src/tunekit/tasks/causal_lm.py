@@ -47,11 +47,13 @@ def meta_from_report(report: dict) -> dict:
     return {"style": report["style"]}
 
 
-def clean(table: "pd.DataFrame", data, meta: dict, where: str):
+def clean(table: "pd.DataFrame", data, meta: dict, where: str, drop: bool = True):
     """Rows -> the style's columns as clean strings (or message lists), counting what is dropped.
 
     Empty or missing texts are dropped and counted when clean.drop_empty is on (the default), an
-    error naming the row otherwise. Malformed chats are always errors: they mean a wrong column."""
+    error naming the row otherwise, in every split (nothing to score). Malformed chats are always
+    errors: they mean a wrong column. `drop=False` (a split kept whole): duplicates stay, counted
+    under `would_drop`."""
     import pandas as pd
 
     from tunekit.pipeline.prepare import clean_text
@@ -75,12 +77,17 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
             continue
         rows.append(tuple(texts))
     frame = pd.DataFrame(rows, columns=list(roles))
+    would: dict[str, int] = {}
     if rules.drop_duplicates and not frame.empty:
-        keys = leakage_key(frame)
-        keep = ~keys.duplicated()
-        counts["duplicates"] = int((~keep).sum())
-        frame = frame[keep].reset_index(drop=True)
+        repeated = leakage_key(frame).duplicated()
+        if drop:
+            counts["duplicates"] = int(repeated.sum())
+            frame = frame[~repeated].reset_index(drop=True)
+        else:
+            would["duplicates"] = int(repeated.sum())
     counts["rows_out"] = len(frame)
+    if not drop:
+        counts["would_drop"] = would
     return frame, counts
 
 

@@ -132,8 +132,11 @@ def meta_from_report(report: dict) -> dict:
     return {"label_names": report["label_names"]}
 
 
-def clean(table: "pd.DataFrame", data, meta: dict, where: str):
-    """Apply the cleaning rules in order, counting the rows each one drops."""
+def clean(table: "pd.DataFrame", data, meta: dict, where: str, drop: bool = True):
+    """Apply the cleaning rules in order, counting the rows each one drops.
+
+    `drop=False` (a split kept whole, see data.clean.splits): empty texts and duplicates stay and
+    are counted under `would_drop`; rows with no text at all or no label still go (nothing to score)."""
     import pandas as pd
 
     rules = data.clean
@@ -142,19 +145,27 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
         texts = [" ".join(t.split()) if t is not None else None for t in texts]
     ids, reasons = encode_targets(table["label"], meta["label_names"], data.labels, where)
     counts = {"rows_in": len(table), "missing_or_empty_text": 0, "missing_label": 0}
+    would: dict[str, int] = {}
     rows = []
     for text, label, why in zip(texts, ids, reasons):
-        if text is None or (rules.drop_empty and text == ""):
+        if text is None or (rules.drop_empty and drop and text == ""):
             counts["missing_or_empty_text"] += 1
         elif why:
             counts[why] = counts.get(why, 0) + 1
         else:
+            if rules.drop_empty and text == "":
+                would["empty_text"] = would.get("empty_text", 0) + 1
             rows.append((text, label))
     if rules.drop_duplicates:
         unique = list(dict.fromkeys(rows))  # keeps first occurrences, in order
-        counts["duplicates"] = len(rows) - len(unique)
-        rows = unique
+        if drop:
+            counts["duplicates"] = len(rows) - len(unique)
+            rows = unique
+        else:
+            would["duplicates"] = len(rows) - len(unique)
     counts["rows_out"] = len(rows)
+    if not drop:
+        counts["would_drop"] = would
     return pd.DataFrame(rows, columns=["text", "label"]), counts
 
 

@@ -44,11 +44,11 @@ def _answers(value) -> dict:
                     "give answers in the SQuAD layout, or point data.columns.answers at such a column")
 
 
-def clean(table: "pd.DataFrame", data, meta: dict, where: str):
+def clean(table: "pd.DataFrame", data, meta: dict, where: str, drop: bool = True):
     """Drop rows without a question or context (counted); answer offsets must match the context.
 
     Contexts are kept byte for byte: answer_start counts characters, so whitespace is never
-    normalised here."""
+    normalised here. `drop=False` (a split kept whole): duplicates stay, counted under `would_drop`."""
     import pandas as pd
 
     from tunekit.tasks.qa_features import check_answers
@@ -62,15 +62,25 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
         rows.append((str(rid), context, question.strip(), _answers(answers)))
     frame = pd.DataFrame(rows, columns=["id", "context", "question", "answers"])
     checked = check_answers(frame["context"].tolist(), frame["answers"].tolist(), where)
+    would: dict[str, int] = {}
+    if not drop:  # kept whole: a row repeating an earlier one, id included, is one question (scored once)
+        same = frame.duplicated(subset=["id", "context", "question"])
+        counts["repeated_question_id"] = int(same.sum())
+        frame = frame[~same].reset_index(drop=True)
     if data.clean.drop_duplicates:
-        before = len(frame)
-        frame = frame.drop_duplicates(subset=["context", "question"]).reset_index(drop=True)
-        counts["duplicates"] = before - len(frame)
+        repeated = frame.duplicated(subset=["context", "question"])
+        if drop:
+            counts["duplicates"] = int(repeated.sum())
+            frame = frame[~repeated].reset_index(drop=True)
+        else:
+            would["duplicates"] = int(repeated.sum())
     if frame["id"].duplicated().any():
         raise DataError(f"{where}: question ids repeat (e.g. {frame['id'][frame['id'].duplicated()].iloc[0]!r})",
                         "give each question its own id, or drop the id column to number the rows")
     counts["unanswerable"] = checked["unanswerable"]  # kept, not dropped: v2.0 trains on them
     counts["rows_out"] = len(frame)
+    if not drop:
+        counts["would_drop"] = would
     return frame, counts
 
 

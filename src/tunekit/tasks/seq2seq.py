@@ -114,8 +114,10 @@ def _text(cell, normalize: bool):
     return clean_text(cell, normalize)
 
 
-def clean(table: "pd.DataFrame", data, meta: dict, where: str):
-    """Empty or missing sources/targets: dropped and counted (drop_empty), else an error."""
+def clean(table: "pd.DataFrame", data, meta: dict, where: str, drop: bool = True):
+    """Empty or missing sources/targets: dropped and counted (drop_empty), else an error; such a
+    row has nothing to score, so this holds in every split. `drop=False` (a split kept whole):
+    duplicates stay, counted under `would_drop`."""
     import pandas as pd
 
     rules = data.clean
@@ -134,11 +136,17 @@ def clean(table: "pd.DataFrame", data, meta: dict, where: str):
         else:
             rows.append((str(rid), source, target))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    would: dict[str, int] = {}
     if rules.drop_duplicates:
-        before = len(frame)
-        frame = frame.drop_duplicates(subset=["source", "target"]).reset_index(drop=True)
-        counts["duplicates"] = before - len(frame)
+        repeated = frame.duplicated(subset=["source", "target"])
+        if drop:
+            counts["duplicates"] = int(repeated.sum())
+            frame = frame[~repeated].reset_index(drop=True)
+        else:
+            would["duplicates"] = int(repeated.sum())
     counts["rows_out"] = len(frame)
+    if not drop:
+        counts["would_drop"] = would
     return frame, counts
 
 
