@@ -77,7 +77,9 @@ def test_lora_finetune_eval_merge(write_recipe, pretrained_body, tmp_path):
             "tunekit_adapter.json"} <= files
     assert "model.safetensors" not in files
     assert json.loads((model_dir / "config.json").read_text())["id2label"] == {"0": "negative", "1": "positive"}
-    assert json.loads((model_dir / "tunekit_adapter.json").read_text())["base_model"] == str(pretrained_body)
+    # the local base by its path relative to the adapter folder: no absolute path in a model folder
+    assert json.loads((model_dir / "tunekit_adapter.json").read_text())["base_model"] == \
+        os.path.relpath(pretrained_body, model_dir)
     with safe_open(str(model_dir / "adapter_model.safetensors"), "pt") as weights:
         names = list(weights.keys())
         assert any("classifier" in n for n in names) and any("pooler" in n for n in names)

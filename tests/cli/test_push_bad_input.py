@@ -75,23 +75,33 @@ def test_training_state_is_left_out_not_refused(fake_run):
     (model / "checkpoint-5" / "model.safetensors").write_bytes(b"old")
     result = push(str(fake_run), "--repo", "me/model", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
-    paths = [f["path"] for f in json.loads(result.stdout)["files"]]
-    assert paths == ["README.md", "config.json", "model.safetensors", "tokenizer.json", "tunekit.json"]
+    planned = json.loads(result.stdout)
+    assert [f["path"] for f in planned["files"]] == ["README.md", "config.json", "model.safetensors",
+                                                     "tokenizer.json", "tunekit.json"]
+    assert planned["skipped"] == [{"path": "checkpoint-5/", "reason": "training state"},
+                                  {"path": "optimizer.pt", "reason": "training state"},
+                                  {"path": "training_args.bin", "reason": "training state"}]
 
 
 def test_symlink_in_model_folder(fake_run, tmp_path):
     secret = tmp_path / "elsewhere.txt"
     secret.write_text("not part of the model")
-    (fake_run / "model" / "notes.txt").symlink_to(secret)
-    assert_clean_error(push(str(fake_run), "--repo", "me/model", "--dry-run"), "notes.txt", "symbolic link")
+    (fake_run / "model" / "tokenizer.json").unlink()
+    (fake_run / "model" / "tokenizer.json").symlink_to(secret)  # a model file: it would ship another's bytes
+    assert_clean_error(push(str(fake_run), "--repo", "me/model", "--dry-run"), "tokenizer.json", "symbolic link")
     assert_clean_error(push(str(fake_run), "--to", str(tmp_path / "out")), "symbolic link")
     assert not (tmp_path / "out").exists()
 
 
-def test_symlinked_folder_in_model_folder(fake_run, tmp_path):
+def test_symlinks_off_the_allowlist_are_skipped(fake_run, tmp_path):
     (tmp_path / "outside").mkdir()
     (fake_run / "model" / "extra").symlink_to(tmp_path / "outside", target_is_directory=True)
-    assert_clean_error(push(str(fake_run), "--repo", "me/model", "--dry-run"), "extra", "symbolic link")
+    (fake_run / "model" / "notes.txt").symlink_to(tmp_path / "outside")
+    result = push(str(fake_run), "--to", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped"] == [{"path": "extra", "reason": "a symbolic link"},
+                                                    {"path": "notes.txt", "reason": "a symbolic link"}]
+    assert not (tmp_path / "out" / "extra").exists() and not (tmp_path / "out" / "notes.txt").exists()
 
 
 def test_missing_token(fake_run, no_login):
@@ -126,16 +136,20 @@ def test_upload_options_with_to(fake_run, tmp_path):
 def test_to_existing_folder_needs_overwrite(fake_run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    assert_clean_error(push(str(fake_run), "--to", str(out)), "already exists", "--overwrite")
+    (out / "keep.txt").write_text("mine")  # a user's folder: never replaced, --overwrite included
+    assert_clean_error(push(str(fake_run), "--to", str(out)), "not a tunekit folder", "--overwrite")
+    assert_clean_error(push(str(fake_run), "--to", str(out), "--overwrite"), "not a tunekit folder")
     assert (out / "keep.txt").read_text() == "mine"
-    replaced = push(str(fake_run), "--to", str(out), "--overwrite")
+    shipped = tmp_path / "shipped"  # one push wrote: replaced with --overwrite only
+    assert push(str(fake_run), "--to", str(shipped)).exit_code == 0
+    assert_clean_error(push(str(fake_run), "--to", str(shipped)), "already exists", "--overwrite")
+    replaced = push(str(fake_run), "--to", str(shipped), "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert (shipped / "model.safetensors").is_file()
 
 
 def test_to_inside_the_model_folder(fake_run):
-    assert_clean_error(push(str(fake_run), "--to", str(fake_run / "model" / "shipped")), "overlaps")
+    assert_clean_error(push(str(fake_run), "--to", str(fake_run / "model" / "shipped")), "inside the model folder")
 
 
 def test_merge_needs_an_adapter(fake_run):

@@ -80,6 +80,14 @@ def assert_no_token(hub: HubStub, run: Path, *outputs: subprocess.CompletedProce
     assert not any(FAKE_TOKEN in c.message for c in hub.commits)
 
 
+def assert_same_metrics(shipped: bytes, run: Path) -> None:
+    """The run's metrics, with the scored model's folder named `.` (the shipped folder) if eval
+    wrote its path."""
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    expected = {**metrics, "model": "."} if os.path.isabs(str(metrics.get("model", ""))) else metrics
+    assert json.loads(shipped) == expected
+
+
 def load_card(path: Path):
     from huggingface_hub import ModelCard
 
@@ -103,7 +111,8 @@ def test_push_uploads_the_folder(trained, hub, env, tmp_path):
     weights = (trained / "model" / "model.safetensors").read_bytes()
     assert files["model.safetensors"] == weights
     assert commit.lfs["model.safetensors"] == hashlib.sha256(weights).hexdigest()  # went through LFS
-    assert files["eval/metrics.json"] == (trained / "eval" / "metrics.json").read_bytes()
+    assert_same_metrics(files["eval/metrics.json"], trained)
+    assert result["skipped"] == []
     assert result["commit_url"] == f"{hub.url}/{REPO}/commit/{commit.oid}"
     assert hub.yaml_checked and hub.yaml_checked[0] == files["README.md"].decode()
 
@@ -152,7 +161,7 @@ def test_to_folder_writes_the_same_files_and_card(trained, tmp_path):
     out = tunekit("push", str(trained), "--to", str(out_dir), "--base-model", "tiny-org/tiny-bert", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     written = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}
-    assert written == MODEL_FILES | {"README.md", "eval/metrics.json"}
+    assert written - {".tunekit-run"} == MODEL_FILES | {"README.md", "eval/metrics.json"}  # (push's marker aside)
     assert not any(p.is_symlink() for p in out_dir.rglob("*"))
     assert (out_dir / "model.safetensors").read_bytes() == (trained / "model" / "model.safetensors").read_bytes()
     assert not list(tmp_path.glob(".shipped.*"))  # the atomic write left no temporary folder
@@ -252,3 +261,70 @@ def test_card_without_intervals_or_metrics(tmp_path):
     facts.metrics = None
     (tmp_path / "README.md").write_text(build_card(facts))
     assert "no evaluation results" in load_card(tmp_path / "README.md").text
+
+
+def assert_nothing_local(folder: Path, *needles: str) -> None:
+    """No file under `folder` holds any of the needles, in any byte."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle.encode() not in data, (path, needle)
+
+
+def test_no_local_path_or_user_name_in_the_model_folder_or_what_ships(tiny_model_dir, trained, hub, env, tmp_path):
+    import getpass
+
+    run = train(tmp_path, tiny_model_dir, peft={"method": "lora", "r": 4, "alpha": 8})  # an adapter, trained here
+    needles = [str(tmp_path), str(tiny_model_dir), str(Path.home()), getpass.getuser()]
+    assert_nothing_local(run / "model", *needles)
+    adapter = json.loads((run / "model" / "tunekit_adapter.json").read_text())
+    assert adapter["base_model"] == os.path.relpath(tiny_model_dir, run / "model")  # the loader still finds it
+
+    shipped = tmp_path / "shipped"
+    out = tunekit("push", str(run), "--to", str(shipped), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert_nothing_local(shipped, *needles)
+    assert json.loads((shipped / "tunekit_adapter.json").read_text())["base_model"] == \
+        os.path.relpath(tiny_model_dir, shipped)  # a local export: relative to where it was written
+    predicted = tunekit("predict", str(shipped), "a great film", "--json", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr  # and it loads on its base from there
+
+    full = tmp_path / "full"
+    assert tunekit("push", str(trained), "--to", str(full), cwd=tmp_path).returncode == 0
+    assert_nothing_local(trained / "model", str(trained), str(tiny_model_dir), str(Path.home()))
+    assert_nothing_local(full, str(trained), str(tmp_path), str(tiny_model_dir), str(Path.home()))
+
+    up = tunekit("push", str(run), "--repo", REPO, cwd=tmp_path, env=env)
+    assert up.returncode == 0, up.stderr
+    tree = received(hub)
+    assert {"tunekit_adapter.json", "adapter_config.json", "README.md", "eval/metrics.json"} <= set(tree)
+    for name, data in tree.items():
+        for needle in needles + [str(trained)]:
+            assert needle.encode() not in data, (name, needle)
+    assert json.loads(tree["tunekit_adapter.json"])["base_model"] == f"./{tiny_model_dir.name}"  # its name alone
+    assert json.loads(tree["adapter_config.json"])["base_model_name_or_path"] == f"./{tiny_model_dir.name}"
+
+
+def test_a_secret_refuses_the_upload_before_any_request(trained, hub, env, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    config = json.loads((run / "model" / "tokenizer_config.json").read_text())
+    secret = "AKIA" + "QX7T" * 4
+    (run / "model" / "tokenizer_config.json").write_text(json.dumps({**config, "note": secret}))
+    (run / "model" / "prod.env").write_text(f"AWS_ACCESS_KEY_ID={secret}\n")  # not shipped, so not in the way
+
+    out = tunekit("push", str(run), "--repo", REPO, cwd=tmp_path, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "tokenizer_config.json contains what looks like an AWS access key id" in out.stderr
+    assert secret not in out.stderr + out.stdout
+    assert hub.requests == [] and hub.commits == []
+
+    (run / "model" / "tokenizer_config.json").write_text(json.dumps(config))
+    again = tunekit("push", str(run), "--repo", REPO, "--json", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["skipped"] == [{"path": "prod.env", "reason": "not on the allowlist"}]
+    assert "prod.env" not in received(hub) and not any(secret.encode() in d for d in received(hub).values())

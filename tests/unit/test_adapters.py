@@ -265,7 +265,10 @@ def test_base_model_is_found_through_the_recorded_reference(headless_base, tmp_p
     shutil.copytree(headless_base, base)
     trained_adapter(base, tmp_path / "model", method="lora")
     meta = json.loads((tmp_path / "model" / "tunekit_adapter.json").read_text())
-    assert meta == {"base_model": str(base.resolve()), "peft_type": "LORA", "quantized": False}
+    # a local base is recorded relative to the adapter folder, never as an absolute path (DESIGN 5b)
+    assert meta == {"base_model": "../base", "peft_type": "LORA", "quantized": False}
+    assert json.loads((tmp_path / "model" / "adapter_config.json").read_text())["base_model_name_or_path"] == "../base"
+    assert adapters.base_model_path(tmp_path / "model") == str(base.resolve())
     moved = tmp_path / "moved"
     base.rename(moved)  # the recorded folders are gone
     with pytest.raises(ModelError, match="cannot find the base model"):

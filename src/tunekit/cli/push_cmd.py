@@ -30,15 +30,20 @@ def push(
                                              help="Hub id of the base model for the card's metadata "
                                              "(default: the recipe's model.name when it is a Hub id)."),
     dry_run: bool = typer.Option(False, "--dry-run",
-                                 help="List the files and their sizes; upload or write nothing (no token needed)."),
+                                 help="List the files that would ship (with sizes) and those skipped; upload or "
+                                 "write nothing (no token needed)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --to DIR."),
     json_: bool = JsonOption,
 ) -> None:
     """Ship a trained model: its files, a model card and its metrics, to a Hub repo (--repo) or a folder (--to).
 
-    An upload is one commit after which the revision holds exactly the shipped folder (files an
-    earlier push left there are removed). The token comes from HF_TOKEN or the stored login
-    (`hf auth login`); HF_ENDPOINT picks another Hub."""
+    Only an allowlist ships: safetensors weights, config.json, generation_config.json,
+    adapter_config.json, the tokenizer's files, tunekit.json and tunekit_adapter.json, plus the
+    card (README.md) and eval/metrics.json; anything else in the model folder is listed as
+    skipped. A file holding a secret (a Hub, AWS, GitHub or OpenAI key, a private key, your token)
+    or a local path refuses the push. An upload is one commit after which the revision holds
+    exactly the shipped folder (files an earlier push left there are removed). The token comes
+    from HF_TOKEN or the stored login (`hf auth login`); HF_ENDPOINT picks another Hub."""
     from tunekit.shipping.push import PushOptions, ship
 
     opts = PushOptions(run=run, repo_id=repo, to=to, private=private, revision=revision, message=message,
@@ -75,6 +80,15 @@ def _show(result: dict) -> None:
     for f in result["files"]:
         table.add_row(escape(f["path"]), _size(f["size"]))
     console.print(table)
+    skipped = result.get("skipped") or []
+    if skipped:  # what the allowlist left out of the model folder: nothing goes missing unseen
+        console.print(f"skipped, not shipped ({len(skipped)}):")
+        left = Table(box=None, show_header=False, pad_edge=False)
+        left.add_column("file")
+        left.add_column("why")
+        for item in skipped:
+            left.add_row(escape(item["path"]), f"[dim]{escape(item['reason'])}[/]")
+        console.print(left)
     what = f"{len(result['files'])} files, {_size(result['total_size'])}"
     if result["dry_run"]:
         where = f"to {result['repo']} (revision {result['revision']})" if result.get("repo") else f"to {result['to']}"

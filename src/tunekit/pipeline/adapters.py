@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from tunekit.errors import ModelError, RunDirError, TunekitError
+from tunekit.model_info import local_path, portable_ref
 from tunekit.recipe.schema import PeftConfig, TrainConfig
 from tunekit.runs import atomic_dir, read_json, write_json
 from tunekit.sources import PKG_SCHEME, resolve_model
@@ -311,25 +312,28 @@ def save_trained(trainer, out: Path, base_ref: str) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # labels and shapes only: loading chooses 4-bit or not itself
     config.save_pretrained(str(out))
-    write_json(out / TUNEKIT_ADAPTER, {"base_model": _portable_ref(base_ref),
+    # the base as the loader finds it again: pkg:// and Hub ids as written (they resolve per machine),
+    # a local folder relative to this one, never an absolute path (DESIGN 5b); peft's own record too
+    ref = portable_ref(base_ref, out)
+    write_json(out / TUNEKIT_ADAPTER, {"base_model": ref,
                                        "peft_type": str(model.active_peft_config.peft_type.value),
                                        "quantized": bool(getattr(base, "is_loaded_in_4bit", False))})
+    adapter_config = read_json(out / ADAPTER_CONFIG)
+    if adapter_config.get("base_model_name_or_path") is not None:
+        write_json(out / ADAPTER_CONFIG, {**adapter_config, "base_model_name_or_path": ref})
     (out / "README.md").unlink(missing_ok=True)  # peft's placeholder model card
-
-
-def _portable_ref(ref: str) -> str:
-    """The recipe's model reference as it can be resolved later: pkg:// and Hub ids as written
-    (they resolve per machine); a local folder made absolute (a run is evaluated from anywhere)."""
-    if ref.startswith(PKG_SCHEME):
-        return ref
-    path = Path(ref).expanduser()
-    return str(path.resolve()) if path.exists() else ref
 
 
 # ---- load and merge -----------------------------------------------------------------------------
 
 def is_adapter_dir(path: Path | str) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def require_adapter(model_dir: Path) -> None:
+    if not is_adapter_dir(model_dir):
+        raise TunekitError(f"{model_dir} holds full weights: there is no adapter to merge",
+                           "use that folder as it is; merging is for runs trained with train.peft")
 
 
 def load_model(model_path: str, auto_class=None, quantize: bool = True):
@@ -375,12 +379,17 @@ def base_model_path(model_dir: Path) -> str:
     recorded = meta["adapter"].get("base_model_name_or_path")
     problem = None
     if ref:
-        try:
-            return resolve_model(ref)
+        try:  # a local folder is written relative to the adapter's folder
+            return resolve_model(str(local_path(ref, model_dir) or ref))
         except ModelError as exc:
             problem = exc
+    recorded = str(local_path(recorded, model_dir) or recorded) if recorded else None
     if recorded and Path(recorded).is_dir():
         return recorded
+    resolved = Path(model_dir).parent / "recipe.resolved.yaml"  # <run>/model: the run's recipe names it
+    name = _recipe_model(resolved) if Path(model_dir).name == "model" and resolved.is_file() else None
+    if name and not name.startswith(PKG_SCHEME) and Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
     raise ModelError(f"cannot find the base model of the adapter in {model_dir}: "
                      f"{problem.message if problem else repr(recorded or ref)}",
                      (problem.hint + "; " if problem and problem.hint else "")
@@ -394,9 +403,7 @@ def merge_adapter(model_dir: Path, out_dir: Path, overwrite: bool = False) -> Pa
     from tunekit.pipeline.tokenization import load_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not is_adapter_dir(model_dir):
-        raise TunekitError(f"{model_dir} holds full weights: there is no adapter to merge",
-                           "use that folder as it is; merging is for runs trained with train.peft")
+    require_adapter(model_dir)
     if out_dir.exists() and not overwrite:
         raise RunDirError(f"{out_dir} already exists", "pass --overwrite to replace it, or choose another with --out")
     peft_type = _read_meta(model_dir)["adapter"].get("peft_type")
@@ -410,6 +417,16 @@ def merge_adapter(model_dir: Path, out_dir: Path, overwrite: bool = False) -> Pa
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     return out_dir
+
+
+def _recipe_model(path: Path) -> Optional[str]:
+    import yaml
+
+    try:
+        model = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return model.get("name") if isinstance(model, dict) and isinstance(model.get("name"), str) else None
 
 
 def _read_meta(model_dir: Path) -> dict:

@@ -252,5 +252,6 @@ def _recipe(facts: CardFacts) -> str:
     longest = max((len(m) for m in re.findall(r"`+", facts.recipe_yaml)), default=0)
     fence = "`" * max(3, longest + 1)  # a fence the recipe text cannot close early
     return ("## Training recipe\n\nThe resolved recipe (every default filled in) this model was trained "
-            f"with; `tunekit finetune` on it, with the same data, trains it again.\n\n"
+            "with; `tunekit finetune` on it, with the same data, trains it again. Local files and folders "
+            "are shown by their names (`./NAME`): put yours in their place.\n\n"
             f"{fence}yaml\n{facts.recipe_yaml.rstrip()}\n{fence}")

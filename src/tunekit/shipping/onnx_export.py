@@ -171,7 +171,7 @@ def write_side_files(model, tokenizer, info: ModelInfo, out: Path) -> None:
     if source.is_file():
         shutil.copy2(source, out / INFO_FILE)
     else:  # a run trained before tunekit.json existed: write what find_model read from its recipe
-        write_json(out / INFO_FILE, payload_of(info))
+        write_json(out / INFO_FILE, payload_of(info, out))
 
 
 def default_out(info: ModelInfo, out: Optional[Path]) -> Path:

@@ -4,18 +4,23 @@ uploaded to a Hub repo with huggingface_hub, or written to a local folder.
 Order matters: everything a user can get wrong and that costs nothing to check (repo id, the
 run, the files, the token) is checked before anything slow (merging an adapter) or remote.
 The access token goes to HfApi and nowhere else: it is never printed, logged or written.
+What ships is an allowlist of the model folder (hub_folder.model_plan); the plan is rewritten
+so no path of this machine is in it, then scanned for secrets and such paths before a byte is
+written or sent, for --to, --repo and --dry-run alike.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from tunekit.errors import RunDirError, TunekitError
-from tunekit.shipping.hub_folder import Plan, listing, model_plan, verify_tree, write_plan
+from tunekit.errors import TunekitError
+from tunekit.shipping.hub_folder import (Plan, json_bytes, listing, local_roots, localize, model_plan,
+                                         portable_json, portable_recipe, scan_plan, shipped_base, verify_tree,
+                                         write_plan)
 
 METRICS_PATH = "eval/metrics.json"  # where the run's metrics go in the shipped folder
 
@@ -81,6 +86,20 @@ def resolve_token() -> str:
     return token
 
 
+def known_token() -> Optional[str]:
+    """The token this machine would push with (HF_TOKEN, else the stored login), read without a
+    network call, for the secret scan of --to and --dry-run: it must not ship there either."""
+    from huggingface_hub import constants
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        try:
+            token = Path(constants.HF_TOKEN_PATH).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            token = None
+    return token or None
+
+
 def _check_options(opts: PushOptions) -> None:
     if (opts.repo_id is None) == (opts.to is None):
         raise TunekitError("give either --repo OWNER/NAME or --to DIR",
@@ -98,15 +117,11 @@ def _check_options(opts: PushOptions) -> None:
         raise TunekitError("--overwrite applies to --to DIR", "drop it: an upload adds a commit, it replaces nothing")
 
 
-def _check_target(to: Path, model_dir: Path, overwrite: bool) -> None:
-    target, source = to.resolve(), model_dir.resolve()
-    if target == source or source in target.parents or target in source.parents:
-        raise RunDirError(f"--to {to} overlaps the model folder {model_dir}", "choose a folder outside the run")
-    if target.exists() and not target.is_dir():
-        raise RunDirError(f"--to {to} is a file", "choose a folder")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise RunDirError(f"--to {to} already exists and is not empty",
-                          "pass --overwrite to replace it, or choose another folder")
+def _check_target(to: Path, info, overwrite: bool) -> None:
+    """--to: never the run, a parent of it or its model folder; replaced only when tunekit made it."""
+    from tunekit.ownership import check_output, protected_paths
+
+    check_output(to, overwrite, protected_paths(info), "--to")
 
 
 def _read_run(info) -> tuple[dict, Optional[dict], Optional[str], Optional[Path]]:
@@ -139,12 +154,13 @@ def _adapter_type(model_dir: Path) -> Optional[str]:
 
 
 def _card_facts(opts: PushOptions, info, weights: str, manifest: dict, metrics: Optional[dict],
-                recipe: Optional[str]):
+                recipe: Optional[str], base: Optional[str]):
     from tunekit.shipping.model_card import CardFacts
 
-    return CardFacts(task=info.task, load_ref=opts.repo_id or str(opts.to), weights=weights,
+    # --to: the snippets load the folder by its name (its full path is this machine's business)
+    return CardFacts(task=info.task, load_ref=opts.repo_id or opts.to.name, weights=weights,
                      title=opts.repo_id.split("/")[1] if opts.repo_id else (info.recipe_name or opts.to.name),
-                     base_model=info.base_model, base_model_id=opts.base_model or hub_model_id(info.base_model),
+                     base_model=base, base_model_id=opts.base_model or hub_model_id(info.base_model),
                      peft_type=_adapter_type(info.model_dir),
                      label_names=info.label_names if info.task == "classification" else [],
                      manifest=manifest, metrics=metrics, recipe_yaml=recipe, repo_id=opts.repo_id)
@@ -152,41 +168,44 @@ def _card_facts(opts: PushOptions, info, weights: str, manifest: dict, metrics: 
 
 def ship(opts: PushOptions, say: Callable[[str], None] = lambda _: None) -> dict:
     """Check, build and ship the folder; return what happened (files, sizes, where it went)."""
-    from tunekit.model_info import INFO_FILE, find_model, payload_of
+    from tunekit.model_info import find_model
     from tunekit.shipping.model_card import build_card
 
     _check_options(opts)
     info = find_model(opts.run)
     if opts.to is not None:
-        _check_target(opts.to, info.model_dir, opts.overwrite)
+        _check_target(opts.to, info, opts.overwrite)
     if opts.merge and not info.is_adapter:
         raise TunekitError(f"--merge: {info.model_dir} holds full weights, there is no adapter to merge",
                            "drop --merge: the model ships as it is")
-    plan = model_plan(info.model_dir, opts.allow_pickle)  # refuses links and pickle before anything slow
+    # the allowlist; refuses links and pickle weights before anything slow
+    plan, skipped = model_plan(info.model_dir, opts.allow_pickle)
     token = None
     if opts.repo_id is not None and not opts.dry_run:
         token = resolve_token()
         _check_online()
+    base = shipped_base(info, opts.base_model, opts.to)  # a local base: by a relative path or its name
     manifest, metrics, recipe, metrics_file = _read_run(info)
     weights = "adapter" if info.is_adapter else "full"
     with tempfile.TemporaryDirectory(prefix="tunekit-push-") as tmp:
         if opts.merge:
             from tunekit.pipeline.adapters import merge_adapter
 
+            scan_plan(plan, token or known_token())  # a secret is refused before the slow merge too
             say(f"merging the adapter in {info.model_dir} into its base model")
             merged = merge_adapter(info.model_dir, Path(tmp) / "merged")
-            plan = model_plan(merged, opts.allow_pickle)
+            plan, _ = model_plan(merged, opts.allow_pickle)
             weights = "merged"
-        # predict and serve read the task from it: a merged folder lacks it, and runs trained
-        # before tunekit.json existed have none; find_model read the same settings either way
-        if INFO_FILE not in plan:
-            plan[INFO_FILE] = (json.dumps(payload_of(info), indent=2) + "\n").encode("utf-8")
-        plan["README.md"] = build_card(_card_facts(opts, info, weights, manifest, metrics, recipe)).encode("utf-8")
+        localize(plan, info, base, opts.to)  # no local path of this machine in what ships
+        recipe = portable_recipe(recipe)
+        plan["README.md"] = build_card(_card_facts(opts, info, weights, manifest, metrics, recipe, base)).encode()
         if metrics_file is not None:
-            plan[METRICS_PATH] = metrics_file
+            plan[METRICS_PATH] = json_bytes(portable_json(metrics))
+        # secrets (by shape, and the token) and this machine's folders: refused before anything is written
+        scan_plan(plan, token or known_token(), local_roots(info, opts.to))
         files = listing(plan)
         result = {"run": opts.run, "model": str(info.model_dir), "weights": weights, "files": files,
-                  "total_size": sum(f["size"] for f in files), "dry_run": opts.dry_run}
+                  "total_size": sum(f["size"] for f in files), "skipped": skipped, "dry_run": opts.dry_run}
         if opts.to is not None:
             result["to"] = str(opts.to)
             if not opts.dry_run:
@@ -208,9 +227,12 @@ def ship(opts: PushOptions, say: Callable[[str], None] = lambda _: None) -> dict
 def _write_local(plan: Plan, to: Path) -> None:
     from tunekit.runs import atomic_dir
 
+    from tunekit.ownership import write_marker
+
     with atomic_dir(to) as tmp:  # a reader sees the old folder or the finished new one
         write_plan(plan, tmp)
         verify_tree(tmp)
+        write_marker(tmp, "push")  # tunekit's folder: a later --overwrite may replace it
 
 
 def _check_online() -> None:
