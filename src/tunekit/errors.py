@@ -48,3 +48,37 @@ class GateFailed(TunekitError):
     """An evaluation threshold (`--min`) was not met."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+class DiskError(TunekitError):
+    """The disk refused a write: full, over a size limit or quota, read-only, or not permitted."""
+
+
+# errno -> (what is wrong, what to do); matched on the error chain's errno or its text, since
+# pyarrow, safetensors and torch wrap the OS error in their own exception types
+_DISK_PROBLEMS = {
+    28: ("no space left on the device", "free some space (or choose another output_dir), then rerun"),
+    27: ("no space left: a file grew past the size this process may write (File too large)",
+         "raise the file size limit (ulimit -f) or free space, then rerun"),
+    122: ("no space left: the disk quota is exceeded", "free some space within your quota, then rerun"),
+    30: ("the output folder is on a read-only filesystem", "choose a writable output folder"),
+    13: ("permission denied writing", "choose a folder you can write to, or fix its permissions"),
+}
+_DISK_TEXTS = {"No space left": 28, "File too large": 27, "FileTooLarge": 27, "Disk quota exceeded": 122,
+               "Read-only file system": 30, "ReadOnlyFilesystem": 30, "StorageFull": 28}
+
+
+def disk_error(exc: BaseException) -> "DiskError | None":
+    """A DiskError for a failed write anywhere in `exc`'s chain, or None for other errors."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        if code not in _DISK_PROBLEMS:
+            code = next((c for text, c in _DISK_TEXTS.items() if text in str(exc)), None)
+        if code in _DISK_PROBLEMS:
+            what, hint = _DISK_PROBLEMS[code]
+            where = getattr(exc, "filename", None)
+            return DiskError(f"{what}{f' ({where})' if where else ''}", hint)
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -135,13 +136,58 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 def replace_dir(src: Path, target: Path) -> None:
-    """Put the finished folder `src` at `target`, replacing what was there in one rename."""
+    """Put the finished folder `src` at `target`, replacing what was there. On Linux the two
+    folders are exchanged in one atomic step, so a crash at any moment leaves a whole folder
+    at `target`; elsewhere the old one is renamed aside first."""
+    if target.exists() and exchange(src, target):
+        shutil.rmtree(src, ignore_errors=True)  # `src` now holds the previous content
+        return
     old = target.with_name(f".{target.name}.old")
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
     os.replace(src, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP):  # not on this filesystem
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def link_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
+    """Copy a folder's entries (but `skip`) by hard links where the filesystem allows."""
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        if entry.name in skip:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, dst / entry.name, copy_function=link_or_copy, symlinks=True)
+        else:
+            link_or_copy(entry, dst / entry.name)
 
 
 def cached_fingerprint(report_path: Path) -> str | None:

@@ -80,6 +80,7 @@ def test_existing_run_without_overwrite(write_recipe, tmp_path):
     (run / "model").mkdir(parents=True)
     (run / "model" / "keep.txt").write_text("precious", encoding="utf-8")
     (run / "manifest.json").write_text("{}", encoding="utf-8")
+    (run / ".tunekit-run").write_text("{}", encoding="utf-8")  # a run tunekit made
     result = runner.invoke(app, ["finetune", str(write_recipe())])
     assert_clean_error(result, "already holds a training run", "--overwrite")
     assert (run / "model" / "keep.txt").read_text(encoding="utf-8") == "precious"

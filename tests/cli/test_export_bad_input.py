@@ -55,14 +55,19 @@ def test_existing_output_without_overwrite(model_folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):  # not tunekit's: refused, --overwrite included
+        result = runner.invoke(app, ["export", str(folder), "--out", str(out), *extra])
+        assert_clean_error(result, "is not empty and is not a tunekit folder", "keep.txt")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / ".tunekit-run").write_text("{}")  # an earlier export: replaced only with --overwrite
     result = runner.invoke(app, ["export", str(folder), "--out", str(out)])
     assert_clean_error(result, "already exists", "--overwrite")
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
 def test_default_output_of_a_model_folder_is_a_sibling(model_folder):
     folder = model_folder()
     (folder.parent / f"{folder.name}-onnx").mkdir()
+    (folder.parent / f"{folder.name}-onnx" / ".tunekit-run").write_text("{}")  # an earlier export
     result = runner.invoke(app, ["export", str(folder)])
     assert_clean_error(result, f"{folder.name}-onnx already exists")
 

@@ -24,7 +24,29 @@ class _FastHelp:
 
 
 class FastHelpGroup(_FastHelp, TyperGroup):
-    pass
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Command-line mistakes (an unknown option, a value out of range, a missing argument)
+        in tunekit's own two lines, `error:` then `hint:`, with exit code 2 like every bad input."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        import sys
+
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        except Exception as exc:  # click's usage errors (typer vendors click: matched by shape)
+            if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `tunekit` alone: the help text
+                exc.show()
+                sys.exit(exc.exit_code)
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "tunekit"
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            typer.echo(f"hint: see `{command} --help` for the options and arguments", err=True)
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class FastHelpCommand(_FastHelp, TyperCommand):

@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from tunekit.errors import EXIT_SIGINT, EXIT_UNEXPECTED, TunekitError
+from tunekit.errors import EXIT_SIGINT, EXIT_UNEXPECTED, TunekitError, disk_error
 
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
                          help="Override a recipe key, e.g. --set train.lr=3e-5 (repeatable).")
@@ -27,15 +27,7 @@ def report_errors(fn: Callable) -> Callable:
         except TunekitError as exc:
             if os.environ.get("TUNEKIT_DEBUG"):
                 raise
-            from rich.markup import escape
-
-            from tunekit.pipeline.distributed import is_main
-
-            if is_main():  # every process has the same inputs: rank 0 speaks for all
-                _say_error(f"[bold red]error:[/] {escape(exc.message)}")
-                if exc.hint:
-                    _say_error(f"[bold]hint:[/] {escape(exc.hint)}")
-            _exit(exc.exit_code)
+            _report(exc)
         except KeyboardInterrupt:
             _say_error("interrupted")
             _exit(EXIT_SIGINT)
@@ -44,12 +36,27 @@ def report_errors(fn: Callable) -> Callable:
         except Exception as exc:  # a bug in tunekit or a library: say so, keep the details
             if os.environ.get("TUNEKIT_DEBUG"):
                 raise
+            disk = disk_error(exc)  # a full or read-only disk is the user's to fix: exit 2
+            if disk is not None:
+                _report(disk)
             from rich.markup import escape
 
             _say_error(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}")
             _say_error("[bold]hint:[/] rerun with TUNEKIT_DEBUG=1 for the traceback, and report it")
             _exit(EXIT_UNEXPECTED)
     return wrapper
+
+
+def _report(exc: TunekitError) -> None:
+    from rich.markup import escape
+
+    from tunekit.pipeline.distributed import is_main
+
+    if is_main():  # every process has the same inputs: rank 0 speaks for all
+        _say_error(f"[bold red]error:[/] {escape(exc.message)}")
+        if exc.hint:
+            _say_error(f"[bold]hint:[/] {escape(exc.hint)}")
+    _exit(exc.exit_code)
 
 
 def _say_error(text: str) -> None:
@@ -69,9 +76,12 @@ def _exit(code: int) -> None:
 
 
 def load(recipe: str, overrides: Optional[List[str]], strict: bool = False):
+    from tunekit.pipeline.run_guard import check_location
     from tunekit.recipe import load_recipe
 
-    return load_recipe(recipe, [*(overrides or []), *(["data.quality.strict=true"] if strict else [])])
+    cfg = load_recipe(recipe, [*(overrides or []), *(["data.quality.strict=true"] if strict else [])])
+    check_location(cfg, recipe)  # never the root, home or working folder, nor one holding the inputs
+    return cfg
 
 
 def quiet_libraries() -> None:

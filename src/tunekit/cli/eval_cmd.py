@@ -22,12 +22,15 @@ def evaluate(
     task: Optional[str] = typer.Option(None, "--task", help="With --model: the model's task, for folders "
                                        "tunekit did not write (they lack tunekit.json)."),
     split: Optional[str] = typer.Option(None, help="Split of the run to score (default: the recipe's eval.split)."),
-    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Score only the first N examples."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Score N examples (a fixed random sample)."),
     metric_module: Optional[List[str]] = typer.Option(None, "--metric-module", metavar="PATH",
                                                       help="An extra local `evaluate` module (.py file or folder) "
-                                                      "run on the predictions; results are named <module>_<key>."),
-    out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and predictions.jsonl "
-                                                  "(default: <run>/eval, or ./eval with --model)."),
+                                                      "run on the predictions; results are named <module>_<key>. "
+                                                      "Modules a model's tunekit.json names are listed, not run, "
+                                                      "unless given here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for metrics.json and predictions.jsonl: new, empty, "
+                                       "or an earlier eval output (default: <run>/eval, or a new "
+                                       "./tunekit-eval-DATE-TIME with --model)."),
     minimum: Optional[List[str]] = typer.Option(None, "--min", metavar="METRIC=VALUE",
                                                 help="Fail (exit 3) when METRIC < VALUE (repeatable)."),
     maximum: Optional[List[str]] = typer.Option(None, "--max", metavar="METRIC=VALUE",
@@ -42,11 +45,12 @@ def evaluate(
     json_: bool = JsonOption,
 ) -> None:
     """Score a model, with a 95% bootstrap interval per metric; with --min/--max/--max-drop it is a
-    quality gate for CI.
+    quality gate for CI. The split or --data file is scored as given: when fewer rows are scored
+    (--limit, rows with no label), it says "N of M rows scored" and why.
 
     Exit codes: 0 all gates pass, 2 bad input (unknown metric, missing file, baseline of another
     task), 3 a gate failed. Writes metrics.json and predictions.jsonl atomically."""
-    from tunekit.pipeline.gates import parse_gates
+    from tunekit.pipeline.gates import check_junit_path, parse_gates
     from tunekit.pipeline.metric_modules import check_module_refs, module_name
     from tunekit.recipe.schema import METRICS
 
@@ -54,6 +58,8 @@ def evaluate(
     check_module_refs(modules)
     gates = parse_gates(minimum or [], maximum or [], max_drop or [],
                         extra_prefixes=tuple(f"{module_name(m)}_" for m in modules))  # typos fail before any model loads
+    if junit is not None:
+        check_junit_path(junit)  # a folder given as --junit fails now, not after scoring
     if task is not None and task not in METRICS:
         raise TunekitError(f"--task {task!r} is not a task", f"use one of: {', '.join(METRICS)}")
     if limit is not None and limit < 1:
@@ -69,19 +75,27 @@ def evaluate(
     from tunekit.cli.reports import show_metrics
     from tunekit.pipeline.evaluation import evaluate_model, evaluate_run, gate_values
     from tunekit.pipeline.gates import check_gates, read_baseline, write_junit
+    from tunekit.cli.eval_output import eval_output
+    from tunekit.model_info import find_model
+    from tunekit.pipeline.metric_modules import not_run_notice
     from tunekit.runs import RunDir
 
-    if run is not None:
-        root = Path(run)
-        if not root.is_dir():
-            raise TunekitError(f"run directory not found: {run}", "train it first: tunekit finetune RECIPE")
-        metrics = evaluate_run(RunDir(root), split, out, limit=limit, modules=modules)
-    else:
-        metrics = evaluate_model(model, data, out or Path("eval"), task=task, columns=_columns(column or []),
-                                 limit=limit, modules=modules)
+    if run is not None and not Path(run).is_dir():
+        raise TunekitError(f"run directory not found: {run}", "train it first: tunekit finetune RECIPE")
+    # the baseline is read before anything is scored or written: a bad one costs no results
+    base = read_baseline(baseline, task or find_model(run or model).task) if baseline is not None else None
+    with eval_output(run, model, out) as target:
+        if run is not None:
+            metrics = evaluate_run(RunDir(Path(run)), split, target, limit=limit, modules=modules)
+        else:
+            metrics = evaluate_model(model, data, target, task=task, columns=_columns(column or []),
+                                     limit=limit, modules=modules)
+    if target is not None and not json_:
+        console.print(f"results in {target}", soft_wrap=True)
 
-    base = gate_values(read_baseline(baseline, metrics["task"])) if baseline is not None else None
-    results = check_gates(gates, gate_values(metrics), base, metrics.get("intervals"))
+    for name in metrics.get("metric_modules_not_run", []):  # code from a model folder never runs unasked
+        console.print(f"[yellow]{not_run_notice(name)}[/]")
+    results = check_gates(gates, gate_values(metrics), gate_values(base) if base else None, metrics.get("intervals"))
     if junit is not None:
         write_junit(junit, results, f"tunekit eval {run or model}")
     if json_:

@@ -8,7 +8,7 @@ import typer
 
 from tunekit.cli.common import JsonOption, print_json, quiet_libraries, report_errors
 from tunekit.console import console
-from tunekit.errors import RunDirError, TunekitError
+from tunekit.errors import TunekitError
 
 FORMATS = ("onnx",)
 REPORT_FILE = "export_report.json"
@@ -38,16 +38,14 @@ def export(
     if not atol >= 0:  # also refuses nan
         raise TunekitError(f"--atol {atol} is not a tolerance", "give --atol a number of 0 or more, e.g. 1e-4")
     from tunekit.model_info import find_model
+    from tunekit.ownership import check_output, protected_paths, require_owned
     from tunekit.shipping.onnx_export import check_task, default_out
 
     info = find_model(run)
     check_task(info)
-    target = default_out(info, out)
-    if target.exists() and not overwrite:
-        raise RunDirError(f"{target} already exists", "pass --overwrite to replace it, or choose another with --out")
-    if target.resolve() == info.model_dir.resolve() or info.model_dir.resolve() in target.resolve().parents:
-        raise RunDirError(f"--out {target} lies inside the model folder {info.model_dir}",
-                          "choose a folder outside it, e.g. <run>/onnx")
+    if out is None and info.run is not None:  # the default, <run>/onnx, is written into the run
+        require_owned(info.run.root, "onnx/")
+    target = check_output(default_out(info, out), overwrite, protected_paths(info), "--out")
     quiet_libraries()
     report = _export(info, target, check, atol, limit)
     if json_:
@@ -59,6 +57,7 @@ def export(
 def _export(info, target: Path, check: bool, atol: float, limit: Optional[int]) -> dict:
     """Export into a temporary folder that becomes `target` only when every step (check included) passed."""
     from tunekit import __version__
+    from tunekit.ownership import write_marker
     from tunekit.runs import atomic_dir, write_json
     from tunekit.shipping import onnx_export
     from tunekit.shipping.onnx_export import MODEL_FILE, load_for_export, write_side_files
@@ -81,6 +80,7 @@ def _export(info, target: Path, check: bool, atol: float, limit: Optional[int]) 
                   "merged_adapter": info.is_adapter, **graph, "export_seconds": round(export_s, 3),
                   "parity": parity, "versions": _versions(__version__)}
         write_json(tmp / REPORT_FILE, report)
+        write_marker(tmp, "export")  # tunekit's folder: a later --overwrite may replace it
     return report
 
 

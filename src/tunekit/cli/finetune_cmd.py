@@ -8,8 +8,6 @@ import typer
 from tunekit.cli.common import JsonOption, SetOption, StrictOption, load, print_json, quiet_libraries, report_errors
 from tunekit.console import console
 
-LAUNCHED_ENV = "TUNEKIT_LAUNCHED"  # set for the processes `--nproc` starts: the parent showed the data
-
 
 @report_errors
 def finetune(
@@ -37,16 +35,24 @@ def finetune(
     from tunekit.cli.reports import show_metrics, show_training
     from tunekit.pipeline.training import run_finetune
 
-    show = None if json_ or os.environ.get(LAUNCHED_ENV) else _show_data
+    from tunekit.pipeline.distributed import LAUNCHED_ENV, launched
+
+    show = None if json_ or launched() else _show_data
     if nproc > 1:
         from tunekit.pipeline.distributed import launch
+        from tunekit.pipeline.run_guard import run_of, writing
         from tunekit.pipeline.training import prepare_launch
 
-        prepare_launch(cfg, overwrite, resume, nproc, show)  # data steps and checks once, before N processes
         args = ["finetune", recipe, *[f"--set={o}" for o in overrides or []]] + ["--strict"] * strict
         args += ["--overwrite"] * overwrite + ["--resume"] * resume + ["--json"] * json_
-        os.environ[LAUNCHED_ENV] = "1"
-        raise typer.Exit(launch(nproc, args))
+        with writing(run_of(cfg)):  # the processes write under this parent's lock
+            prepare_launch(cfg, overwrite, resume, nproc, show)  # data steps and checks once, before N processes
+            os.environ[LAUNCHED_ENV] = "1"
+            try:
+                code = launch(nproc, args)
+            finally:
+                del os.environ[LAUNCHED_ENV]
+        raise typer.Exit(code)
     result = run_finetune(cfg, overwrite=overwrite, resume=resume, show=show)
     from tunekit.pipeline.distributed import is_main
 

@@ -28,11 +28,17 @@ def merge(
                           "train it first: tunekit finetune RECIPE")
     else:
         raise RunDirError(f"run directory not found: {run}", "train it first: tunekit finetune RECIPE")
-    target = out or default_out
-    quiet_libraries()
-    from tunekit.pipeline.adapters import merge_adapter
+    from tunekit.ownership import check_output, require_owned, write_marker
+    from tunekit.pipeline.adapters import merge_adapter, require_adapter
 
+    require_adapter(model_dir)  # the first thing to know: is there anything to merge
+    if out is None and model_dir != root:  # the default, <run>/merged, is written into the run
+        require_owned(root, "merged/")
+    protected = {**({"the run": root} if model_dir != root else {}), "the model folder": model_dir}
+    target = check_output(out or default_out, overwrite, protected, "--out")
+    quiet_libraries()
     merge_adapter(model_dir, target, overwrite=overwrite)
+    write_marker(target, "merge")  # tunekit's folder: a later --overwrite may replace it
     if json_:
         print_json({"adapter": str(model_dir), "model": str(target)})
         return

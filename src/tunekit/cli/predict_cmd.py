@@ -45,8 +45,8 @@ def predict(
         if text is not None or question is not None or context is not None:
             raise TunekitError("give either --file or one input on the command line, not both",
                                "put every input in the --file, one JSON object per line")
-        if out is not None and out.exists() and not overwrite:
-            raise TunekitError(f"{out} already exists", "pass --overwrite to replace it, or choose another --out")
+        if out is not None:
+            _check_out(out, info, overwrite)
         rows, inputs = read_jsonl(file, task, style, info.columns, max_new_tokens)
     else:
         row = _one_input(task, text, question, context)
@@ -136,3 +136,18 @@ def _cell(value) -> str:
     if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _check_out(out: Path, info, overwrite: bool) -> None:
+    """--out is a file of its own: not a folder (`.`, the run, the model folder), not inside the
+    model folder, and replaced only with --overwrite."""
+    if out.is_dir():
+        raise TunekitError(f"--out {out} is a folder", "give --out a file name, e.g. predictions.jsonl")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TunekitError(f"--out {out}: {parent} is a file, not a folder", "give a path whose folders are folders")
+    if info.model_dir.resolve() in out.resolve().parents:
+        raise TunekitError(f"--out {out} lies inside the model folder {info.model_dir}",
+                           "write predictions outside it, e.g. predictions.jsonl")
+    if out.exists() and not overwrite:
+        raise TunekitError(f"{out} already exists", "pass --overwrite to replace it, or choose another --out")

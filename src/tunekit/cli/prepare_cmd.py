@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -25,12 +24,15 @@ def prepare(
     from tunekit.cli.reports import show_prepare
     from tunekit.pipeline.prepare import run_prepare
     from tunekit.pipeline.tokenization import refuse_data_change
-    from tunekit.runs import RunDir
+    from tunekit.pipeline.run_guard import run_of, writing
 
-    run = RunDir(Path(cfg.output_dir))
-    if sample is None:
-        refuse_data_change(cfg, run)
-    result = run_prepare(cfg, run, force=force, sample=sample)
+    run = run_of(cfg)
+    if sample is not None:  # a quick look writes nothing
+        result = run_prepare(cfg, run, sample=sample)
+    else:
+        with writing(run):
+            refuse_data_change(cfg, run)
+            result = run_prepare(cfg, run, force=force)
     if json_:
         print_json(result.report)
     else:

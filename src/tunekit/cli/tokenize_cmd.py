@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -36,12 +35,14 @@ def tokenize(
     from tunekit.cli.tokenizer_report import show_comparison, show_training
     from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
     from tunekit.pipeline.tokenizer_training import report_path as training_report_path
-    from tunekit.runs import RunDir, cached_fingerprint, read_json
+    from tunekit.pipeline.run_guard import run_of, writing
+    from tunekit.runs import cached_fingerprint, read_json
 
-    run = RunDir(Path(cfg.output_dir))
-    refuse_data_change(cfg, run)
-    trained_before = cached_fingerprint(training_report_path(run))
-    prepared, tokenized = run_tokenize(cfg, run, force=force)
+    run = run_of(cfg)
+    with writing(run):
+        refuse_data_change(cfg, run)
+        trained_before = cached_fingerprint(training_report_path(run))
+        prepared, tokenized = run_tokenize(cfg, run, force=force)
     training = read_json(training_report_path(run)) if cfg.tokenize.train_tokenizer else None
     comparison = None
     if compare:

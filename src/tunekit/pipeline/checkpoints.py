@@ -49,3 +49,16 @@ def last_checkpoint(run: RunDir, say: Optional[Callable[[str], None]] = None) ->
         if say:
             say(f"skipping {path.name}: {problem}")
     return None
+
+
+def remove_incomplete_checkpoints(run: RunDir, say: Optional[Callable[[str], None]] = None) -> None:
+    """After a failed save: delete checkpoint folders that cannot be resumed from (tunekit's own)."""
+    import shutil
+
+    if not run.checkpoints.is_dir():
+        return
+    for path in run.checkpoints.glob("checkpoint-*"):
+        if path.is_dir() and checkpoint_step(path) is not None and checkpoint_problem(path) is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            if say:
+                say(f"removed the incomplete {path.name}")

@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 EXIT_DIR_ENV = "TUNEKIT_EXIT_DIR"  # where each rank leaves its exit code for the launcher
+LAUNCHED_ENV = "TUNEKIT_LAUNCHED"  # set for the processes `--nproc` starts: the parent showed the data
+                                   # and holds the run's lock
+
+
+def launched() -> bool:
+    """A process started by `finetune --nproc` (its parent did the checks and holds the lock)."""
+    return bool(os.environ.get(LAUNCHED_ENV))
 
 
 def rank() -> int:

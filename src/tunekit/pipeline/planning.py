@@ -309,9 +309,11 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
     Never writes training outputs. The data cache is written only where finetune would write
     it; a trained run's cache is never replaced (stale data goes to a temporary folder)."""
     import tempfile
+    from contextlib import ExitStack
     from pathlib import Path
 
     from tunekit.errors import RunDirError
+    from tunekit.pipeline.run_guard import writing
     from tunekit.pipeline.model_setup import build_training_model
     from tunekit.tasks import get_task
     from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
@@ -323,18 +325,23 @@ def plan_run(recipe, gpu_memory: Optional[int] = None, world_size: int = 1) -> P
     if run.has_training_outputs():
         notes.append(f"{run.root} already holds a training run: finetune will refuse it without "
                      "--overwrite (replace) or --resume (continue)")
-    with tempfile.TemporaryDirectory(prefix="tunekit-plan-") as tmp:
+    elsewhere = None  # why the data is prepared in a temporary folder, not in the run
+    with tempfile.TemporaryDirectory(prefix="tunekit-plan-") as tmp, ExitStack() as hold:
         try:
             refuse_data_change(recipe, run)
-            data_run = run
         except RunDirError:  # the trained run's data differs: leave its cache as it is
-            data_run = RunDir(Path(tmp))
+            elsewhere = "the trained run's data cache differs from this recipe's and was left untouched"
+        if elsewhere is None:
+            try:
+                hold.enter_context(writing(run))  # the run's folder rules and lock, as finetune's
+            except RunDirError as exc:
+                elsewhere = f"the run folder was not used ({exc.message})"
+        data_run = RunDir(Path(tmp)) if elsewhere else run
         prepared, tokenized = run_tokenize(recipe, data_run)
         # inside: a tokenizer trained for this plan lives in the temporary run
         setup = build_training_model(recipe, get_task(recipe.task).meta_from_report(prepared.report), data_run)
     if data_run is not run:
-        data_note = ("prepared and tokenized in a temporary folder: the trained run's data cache "
-                     "differs from this recipe's and was left untouched")
+        data_note = f"prepared and tokenized in a temporary folder: {elsewhere}"
     elif prepared.reused and tokenized.reused:
         data_note = f"reused the cached prepared and tokenized data in {run.root / 'data'}"
     else:

@@ -5,12 +5,13 @@ Only the main process writes."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from tunekit.console import console
-from tunekit.runs import RunDir
+from tunekit.runs import RunDir, write_text
 
 
 class RunLogger(TrainerCallback):
@@ -32,8 +33,7 @@ class RunLogger(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         record = {"step": state.global_step, "epoch": state.epoch, **logs}
-        with open(self.run.metrics_log, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+        append_line(self.run.metrics_log, json.dumps(record, default=str))
         if self.writer is not None:
             for key, value in logs.items():
                 if isinstance(value, (int, float)):
@@ -42,9 +42,7 @@ class RunLogger(TrainerCallback):
             self.writer.flush()
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.close()
-        if state.is_world_process_zero:
-            plot_curves(self.run.metrics_log, self.run.root / "curves.png")
+        self.close()  # the curves are drawn by finetune once the model is saved (draw_curves)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -52,14 +50,51 @@ class RunLogger(TrainerCallback):
             self.writer = None
 
 
+def append_line(path: Path, line: str) -> None:
+    """One whole line per write: O_APPEND with a single write() never interleaves or tears a
+    line short of a crash in the middle of that call."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def read_records(metrics_log: Path, say=console.print) -> list[dict]:
+    """The log's records; a torn or foreign line (a crash mid-write, a hand edit) is skipped and said."""
+    records, bad = [], []
+    for number, line in enumerate(metrics_log.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        else:
+            bad.append(number)
+    if bad:
+        lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        say(f"[yellow]warning:[/] {metrics_log}: skipped {len(bad)} unreadable line(s) ({lines})")
+    return records
+
+
 def trim_metrics_log(metrics_log: Path, step: int) -> None:
-    """Drop records past `step`: a run resumed from that checkpoint will log those steps again."""
+    """Drop records past `step` (a run resumed from that checkpoint will log those steps again),
+    and torn or foreign lines."""
     if not metrics_log.is_file():
         return
-    lines = metrics_log.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line and json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        metrics_log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = [r for r in read_records(metrics_log) if r["step"] <= step]
+    write_text(metrics_log, "".join(json.dumps(r, default=str) + "\n" for r in kept))
+
+
+def draw_curves(run: RunDir) -> None:
+    """curves.png after training; a failure to draw costs a warning, never the run."""
+    try:
+        plot_curves(run.metrics_log, run.root / "curves.png")
+    except Exception as exc:  # noqa: BLE001 - a plot must never cost a trained model
+        console.print(f"[yellow]warning:[/] no {run.root / 'curves.png'}: {type(exc).__name__}: {exc}")
 
 
 def plot_curves(metrics_log: Path, out: Path) -> None:
@@ -74,7 +109,7 @@ def plot_curves(metrics_log: Path, out: Path) -> None:
     matplotlib.use("Agg")  # no display on servers and in CI
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_log.read_text(encoding="utf-8").splitlines() if line]
+    records = read_records(metrics_log)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     evals = [r for r in records if "eval_loss" in r]
     metric_keys = sorted({k for r in evals for k in r if k.startswith("eval_") and k != "eval_loss"

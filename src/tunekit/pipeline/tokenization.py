@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tunekit.errors import ModelError, RunDirError
+from tunekit.errors import ModelError, RecipeError, RunDirError, TunekitError
 from tunekit.pipeline.prepare import StepResult, prepare_fingerprint, run_prepare
 from tunekit.pipeline.prepare import report_path as prepare_report_path
 from tunekit.recipe.schema import Recipe
@@ -100,8 +100,42 @@ def refuse_data_change(recipe: Recipe, run: RunDir,
                           "tokenizer differ from the ones it was trained on", hint)
 
 
+def check_positions(recipe: Recipe) -> None:
+    """Rows of tokenize.max_length tokens must fit the pretrained model's position table
+    (max_position_embeddings or n_positions in its config.json). A model built from its config
+    (init: config) is checked when built; a Hub id, when it loads; a model without a table (T5's
+    relative positions), never."""
+    import json
+
+    name = recipe.model.name
+    if recipe.model.init != "weights" or not (name.startswith("pkg://") or Path(name).expanduser().exists()):
+        return
+    try:
+        config = json.loads((Path(resolve_model(name)) / "config.json").read_text(encoding="utf-8"))
+        limit = config.get("max_position_embeddings") or config.get("n_positions")
+    except (OSError, ValueError, AttributeError, TunekitError):
+        return  # no readable config: loading the model says what is wrong
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        pad = config.get("pad_token_id")
+        limit -= (pad if isinstance(pad, int) else 1) + 1  # positions start after the padding index
+    cfg, what = recipe.tokenize, "tokenize.max_length"
+    needed = cfg.max_length
+    if recipe.task in ("summarization", "translation"):
+        if not config.get("is_encoder_decoder"):  # one row holds the source and the target
+            needed, what = cfg.max_length + cfg.max_target_length, "tokenize.max_length + max_target_length"
+        elif cfg.max_target_length > needed:
+            needed, what = cfg.max_target_length, "tokenize.max_target_length"
+    if needed > limit:
+        raise RecipeError(f"{what} ({needed}) is above the {limit} positions model {name} holds "
+                          "(max_position_embeddings in its config.json)",
+                          f"lower {what.split(' + ')[0]} so that rows fit in {limit} tokens")
+
+
 def run_tokenize(recipe: Recipe, run: RunDir, force: bool = False) -> tuple[StepResult, StepResult]:
     """Run prepare if stale, then tokenize if stale. Returns both steps' results."""
+    check_positions(recipe)  # before any data is read: the model's limit is in its config.json
     prepared = run_prepare(recipe, run, force=force)
     start = time.perf_counter()
     if recipe.tokenize.train_tokenizer is not None:  # trained on the prepared train split, cached
@@ -161,8 +195,15 @@ def _length_plot(run: RunDir, splits: dict) -> "str | None":
         return None
     path = run.root / "data" / "token_lengths.png"
     tmp = path.with_suffix(".tmp.png")
-    write_png(histograms, tmp)
-    os.replace(tmp, path)  # a reader never sees half a picture
+    try:
+        write_png(histograms, tmp)
+        os.replace(tmp, path)  # a reader never sees half a picture
+    except Exception as exc:  # noqa: BLE001 - a picture is never worth the step
+        tmp.unlink(missing_ok=True)
+        from tunekit.console import console
+
+        console.print(f"[yellow]warning:[/] no {path.name}: {type(exc).__name__}: {exc}")
+        return None
     return str(path)
 
 

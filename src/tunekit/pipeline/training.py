@@ -6,6 +6,7 @@ the Trainer, train (or resume), save atomically, write the manifest, evaluate.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,20 +15,19 @@ from typing import Callable, Optional, Sequence
 
 from tunekit.console import console
 from tunekit.errors import RunDirError, TunekitError
-from tunekit.pipeline.checkpoints import checkpoint_step, last_checkpoint
+from tunekit.pipeline.checkpoints import checkpoint_step, last_checkpoint, remove_incomplete_checkpoints
 from tunekit.pipeline.distributed import (barrier, check_distributed, distributed_arguments, init_processes, is_main,
+                                          launched,
                                           main_first, world_size)
 from tunekit.pipeline.model_setup import build_training_model
 from tunekit.pipeline.tokenization import refuse_data_change, run_tokenize
 from tunekit.recipe import Recipe, dump_recipe
 from tunekit.recipe.schema import TrainConfig, best_metric
+from tunekit.ownership import check_claimable
+from tunekit.pipeline.preemption import Interrupted
+from tunekit.pipeline.run_guard import open_staging, run_of, staging_of, writing
 from tunekit.runs import RunDir, environment_info, replace_dir, write_json, write_text
 from tunekit.tasks import get_task
-
-# Training outputs --overwrite removes; the data cache stays (its fingerprints keep it honest).
-TRAINING_OUTPUTS = ("model", "checkpoints", "eval", "logs", "metrics.jsonl", "curves.png",
-                    "manifest.json", "recipe.resolved.yaml")
-
 
 @dataclass
 class TrainResult:
@@ -38,12 +38,16 @@ class TrainResult:
 
 
 def check_run_dir(recipe: Recipe, run: RunDir, overwrite: bool, resume: bool) -> None:
+    """`run` is the recipe's run folder; `--overwrite --resume` continues an interrupted overwrite."""
+    check_claimable(run.root)  # a folder tunekit did not make is refused first, --overwrite or not
     if resume:
-        if last_checkpoint(run) is None:
-            raise RunDirError(f"nothing to resume: {run.checkpoints} has no complete checkpoint",
-                              "start the run without --resume")
-        refuse_data_change(recipe, run, f"resume with the recipe it started from ({run.resolved_recipe}), "
-                                        "or start over with --overwrite")
+        where = staging_of(run) if overwrite else run
+        if last_checkpoint(where) is None:
+            raise RunDirError(f"nothing to resume: {where.checkpoints} has no complete checkpoint",
+                              "start the run without --resume" if not overwrite else
+                              "start the overwrite again: tunekit finetune RECIPE --overwrite")
+        refuse_data_change(recipe, where, f"resume with the recipe it started from ({where.resolved_recipe}), "
+                                          "or start over with --overwrite")
         return
     if run.has_training_outputs() and not overwrite:
         raise RunDirError(f"run directory {run.root} already holds a training run",
@@ -128,30 +132,68 @@ def training_arguments(cfg: TrainConfig, run: RunDir, has_validation: bool, task
 
 def prepare_launch(recipe: Recipe, overwrite: bool, resume: bool, nproc: int,
                    show: Optional[Callable] = None) -> None:
-    """Before `--nproc` starts its processes: the checks, and the data steps done once."""
-    run = RunDir(Path(recipe.output_dir))
-    check_run_dir(recipe, run, overwrite, resume)
+    """Before `--nproc` starts its processes: the checks, and the data steps done once (in the run
+    the processes will train in). The caller holds the run's lock for the whole launch."""
+    target = run_of(recipe)
+    check_run_dir(recipe, target, overwrite, resume)
     check_trackers(recipe.train)
     check_distributed(recipe.train.distributed, nproc)
+    run = open_staging(target, fresh=not resume) if replaces(target, overwrite, resume) else target
     prepared, tokenized = run_tokenize(recipe, run)
     if show:
         show(prepared, tokenized)
 
 
+def replaces(target: RunDir, overwrite: bool, resume: bool) -> bool:
+    """An --overwrite of a trained run trains beside it (a failure then costs nothing)."""
+    return overwrite and (resume or target.has_training_outputs())
+
+
 def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
                  show: Optional[Callable] = None, callbacks: Sequence = ()) -> TrainResult:
     """`show(prepared, tokenized)` displays the data reports before training starts;
-    `callbacks` are extra Trainer callbacks (for library users and tests)."""
+    `callbacks` are extra Trainer callbacks (for library users and tests).
+
+    With --overwrite the new run trains in a staging folder beside the old one, which stays
+    whole and usable; only once the new model is saved and evaluated are the two swapped."""
+    target = run_of(recipe)
+    check_run_dir(recipe, target, overwrite, resume)  # every rank: read-only, and all agree
+    check_trackers(recipe.train)
+    check_distributed(recipe.train.distributed, world_size())
+    init_processes()
+    with writing(target):
+        replacing = replaces(target, overwrite, resume)
+        run = target
+        if replacing:
+            if is_main() and not launched():  # --nproc's parent made it already
+                open_staging(target, fresh=not resume)
+            barrier()
+            run = staging_of(target)
+        try:
+            result = _train(recipe, run, resume, show, callbacks, replacing)
+        except Interrupted:
+            raise  # an interrupted overwrite keeps its checkpoint: --overwrite --resume continues it
+        except BaseException as exc:
+            if replacing and is_main():
+                shutil.rmtree(run.root, ignore_errors=True)
+            if replacing and isinstance(exc, TunekitError):
+                exc.message += f"; the previous run in {target.root} is unchanged"
+            raise
+        if replacing:
+            if is_main():
+                replace_dir(run.root, target.root)  # the old run goes only now
+            barrier()
+            result.run = target
+        return result
+
+
+def _train(recipe: Recipe, run: RunDir, resume: bool, show: Optional[Callable], callbacks: Sequence,
+           replacing: bool) -> TrainResult:
     import datasets
     from transformers import PrinterCallback
 
     from tunekit.pipeline.evaluation import evaluate_run
 
-    run = RunDir(Path(recipe.output_dir))
-    check_run_dir(recipe, run, overwrite, resume)  # every rank: read-only, and all agree
-    check_trackers(recipe.train)
-    check_distributed(recipe.train.distributed, world_size())
-    init_processes()
     timings: dict[str, float] = {}
     with main_first():  # rank 0 writes the data cache, the others then read it
         prepared, tokenized = run_tokenize(recipe, run)
@@ -172,17 +214,12 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
                 "fingerprints": {"prepare": prepared.fingerprint, "tokenize": tokenized.fingerprint},
                 "environment": environment_info(), "processes": world_size()}
     if is_main():
-        if overwrite and not resume:
-            for name in TRAINING_OUTPUTS:
-                path = run.root / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        run.root.mkdir(parents=True, exist_ok=True)
         write_text(run.resolved_recipe, dump_recipe(recipe))
         write_json(run.manifest, manifest)
-    barrier()  # nobody trains into a directory rank 0 is still clearing
+    barrier()
 
     from tunekit.pipeline.health import LossGuard, TrainingDiverged
-    from tunekit.pipeline.preemption import Interrupted, StopOnSignal
+    from tunekit.pipeline.preemption import StopOnSignal
     from tunekit.pipeline.progress import RichProgress
     from tunekit.pipeline.run_logs import RunLogger, trim_metrics_log
     from tunekit.pipeline.sampling import trace_batches, trainer_class
@@ -231,6 +268,10 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         if is_main():
             write_json(run.manifest, manifest)
         raise
+    except Exception:
+        if is_main():  # a failed save (a full disk) leaves no half-written checkpoint behind
+            remove_incomplete_checkpoints(run, say=console.print)
+        raise
     finally:
         progress.close()
         run_logger.close()
@@ -238,6 +279,8 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
     if stopper.signum is not None:
         saved = last_checkpoint(run)
         exc = Interrupted(stopper.signum, saved.name if saved else None,
+                          "continue it with: tunekit finetune RECIPE --overwrite --resume (the previous run "
+                          "is unchanged until the new one is saved)" if replacing else
                           "continue it with: tunekit finetune RECIPE --resume")
         manifest.update(status="interrupted", error=exc.message, global_step=trainer.state.global_step)
         if is_main():
@@ -245,16 +288,21 @@ def run_finetune(recipe: Recipe, overwrite: bool = False, resume: bool = False,
         raise exc
     timings["train_s"] = time.perf_counter() - start
 
-    save_final_model(trainer, tokenizer, run, recipe)
+    save_final_model(trainer, tokenizer, run, recipe)  # the model first: logs and plots come after
+    if is_main():
+        from tunekit.pipeline.run_logs import draw_curves
+
+        draw_curves(run)
     train_metrics = dict(output.metrics)
     train_metrics["global_step"] = trainer.state.global_step
-    train_metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    best = trainer.state.best_model_checkpoint  # relative to the run: it outlives an --overwrite's swap
+    train_metrics["best_checkpoint"] = os.path.relpath(Path(best).resolve(), run.root.resolve()) if best else None
     train_metrics.update(peak_memory())
     if not is_main():  # rank 0 evaluates and reports
         return TrainResult(run, train_metrics, {}, timings)
 
     start = time.perf_counter()
-    eval_metrics = evaluate_run(run, recipe.eval.split)
+    eval_metrics = evaluate_run(run, recipe.eval.split, modules=tuple(recipe.eval.metric_modules))  # the user's recipe
     timings["eval_s"] = time.perf_counter() - start
     manifest.update(status="complete", train=train_metrics, timings=timings)
     write_json(run.manifest, manifest)
@@ -270,7 +318,8 @@ def save_final_model(trainer, tokenizer, run: RunDir, recipe: Recipe) -> None:
     from tunekit.pipeline.adapters import save_trained
 
     partial = run.root / ".model.partial"  # one name every process knows
-    if is_main():
+    if is_main() and partial.exists():  # left by a process killed while saving
+        console.print(f"an earlier save of the final model was interrupted: removing its partial folder {partial}")
         shutil.rmtree(partial, ignore_errors=True)
     barrier()
     try:
