@@ -115,9 +115,11 @@ def write_marker(folder: Path, kind: str, run_id: Optional[str] = None) -> None:
         fh.write(json.dumps(info) + "\n")
 
 
-def check_output(target: Path, overwrite: bool, protected: dict[str, Path], flag: str) -> Path:
+def check_output(target: Path, overwrite: bool, protected: dict[str, Path], flag: str,
+                 run_part: Optional[str] = None) -> Path:
     """An export, merge, push --to or eval --out folder: never the run, a parent of it, its model
-    folder or `.`; replaced only when tunekit made it and --overwrite says so."""
+    folder or `.`; replaced only when tunekit made it and --overwrite says so. `run_part`: the
+    name this output has inside a run (eval, onnx, merged), which the run's marker covers."""
     target = expand(target)
     refuse_reserved(target, flag)
     resolved = target.resolve()
@@ -132,7 +134,7 @@ def check_output(target: Path, overwrite: bool, protected: dict[str, Path], flag
     if target.exists() and not target.is_dir():
         raise RunDirError(f"{flag} {target} is a file, not a folder", "give a folder path")
     if target.is_dir() and any(target.iterdir()):
-        if not is_owned(target):
+        if not (is_owned(target) or (target.name == run_part and is_owned(target.parent))):
             raise RunDirError(f"{flag} {target} is not empty and is not a tunekit folder "
                               f"(it holds {describe_contents(target)})",
                               "choose a new or empty folder; --overwrite only replaces folders tunekit made")

@@ -237,3 +237,13 @@ def test_interrupted_overwrite_keeps_the_previous_run_and_resumes(write_recipe, 
     assert result.run.root == run and result.train_metrics["global_step"] == 11
     assert json.loads((run / "manifest.json").read_text())["seed"] == 9
     assert not (tmp_path / ".run.overwrite").exists()
+
+
+def test_eval_out_may_be_the_runs_own_eval_folder_but_no_other_part(trained):
+    run, _ = trained
+    result = runner.invoke(app, ["eval", str(run), "--out", str(run / "eval")])
+    assert result.exit_code == 0, result.output
+    before = tree_hash(run / "data")
+    result = runner.invoke(app, ["eval", str(run), "--out", str(run / "data")])
+    assert_clean_error(result, "is not a tunekit folder")
+    assert tree_hash(run / "data") == before

@@ -31,7 +31,7 @@ def eval_output(run: Optional[str], model: Optional[str], out: Optional[Path]) -
         target = new_folder(Path.cwd(), "tunekit-eval")
     else:
         protected = protected_paths(find_model(run or model))
-        target = check_output(out, True, protected, "--out")  # an earlier eval output is replaced
+        target = check_output(out, True, protected, "--out", run_part="eval")  # an earlier eval output is replaced
     try:
         yield target
     except BaseException:

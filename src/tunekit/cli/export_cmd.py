@@ -45,7 +45,7 @@ def export(
     check_task(info)
     if out is None and info.run is not None:  # the default, <run>/onnx, is written into the run
         require_owned(info.run.root, "onnx/")
-    target = check_output(default_out(info, out), overwrite, protected_paths(info), "--out")
+    target = check_output(default_out(info, out), overwrite, protected_paths(info), "--out", run_part="onnx")
     quiet_libraries()
     report = _export(info, target, check, atol, limit)
     if json_:

@@ -35,7 +35,7 @@ def merge(
     if out is None and model_dir != root:  # the default, <run>/merged, is written into the run
         require_owned(root, "merged/")
     protected = {**({"the run": root} if model_dir != root else {}), "the model folder": model_dir}
-    target = check_output(out or default_out, overwrite, protected, "--out")
+    target = check_output(out or default_out, overwrite, protected, "--out", run_part="merged")
     quiet_libraries()
     merge_adapter(model_dir, target, overwrite=overwrite)
     write_marker(target, "merge")  # tunekit's folder: a later --overwrite may replace it
