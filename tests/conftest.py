@@ -102,3 +102,28 @@ def write_recipe(tmp_path, tiny_model_dir, sentiment_csv):
     def write(name: str = "recipe.yaml", **sections) -> Path:
         return tiny_recipe(tmp_path, tiny_model_dir, sentiment_csv, name, **sections)
     return write
+
+
+@pytest.fixture
+def make_recipe(tmp_path, tiny_model_dir):
+    """make_recipe(data_section, **other_sections) -> a loaded Recipe (written as YAML first)."""
+    from tunekit.recipe import load_recipe
+
+    count = {"n": 0}
+
+    def make(data: dict, **sections):
+        count["n"] += 1
+        doc = {"name": "prep", "task": "classification", "output_dir": str(tmp_path / "run"),
+               "model": {"name": str(tiny_model_dir)}, "data": data, **sections}
+        path = tmp_path / f"recipe{count['n']}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        return load_recipe(path)
+    return make
+
+
+@pytest.fixture
+def run(tmp_path):
+    """The RunDir of the run folder tmp_path/run (not made yet)."""
+    from tunekit.runs import RunDir
+
+    return RunDir(tmp_path / "run")

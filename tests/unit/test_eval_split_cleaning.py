@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from conftest import make_rows
-from test_prepare import make_recipe, run  # noqa: F401  (fixtures: one recipe writer for prepare's tests)
 from tunekit.errors import DataError, RecipeError
 from tunekit.pipeline.prepare import run_prepare
 from tunekit.recipe.schema import DataConfig

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 try:  # tests/ is not a package: pytest puts it on sys.path for its conftest
     from conftest import make_rows
@@ -15,7 +14,6 @@ except ImportError:  # pragma: no cover - if tests/ becomes a package
     from tests.conftest import make_rows
 from tunekit.errors import DataError
 from tunekit.pipeline.prepare import report_path, run_prepare
-from tunekit.recipe import load_recipe
 from tunekit.runs import RunDir
 
 DROP_KEYS = ("missing_or_empty_text", "missing_label", "score_dead_zone", "duplicates")
@@ -30,24 +28,6 @@ def write_csv(path: Path, rows: list[dict], fields: tuple[str, ...] = ("text", "
     return path
 
 
-@pytest.fixture
-def make_recipe(tmp_path, tiny_model_dir):
-    """make_recipe(data_section, **other_sections) -> a loaded Recipe (written as YAML first)."""
-    count = {"n": 0}
-
-    def make(data: dict, **sections):
-        count["n"] += 1
-        doc = {"name": "prep", "task": "classification", "output_dir": str(tmp_path / "run"),
-               "model": {"name": str(tiny_model_dir)}, "data": data, **sections}
-        path = tmp_path / f"recipe{count['n']}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        return load_recipe(path)
-    return make
-
-
-@pytest.fixture
-def run(tmp_path) -> RunDir:
-    return RunDir(tmp_path / "run")
 
 
 def load_prepared(run: RunDir):

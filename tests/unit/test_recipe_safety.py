@@ -19,7 +19,7 @@ import yaml
 
 from tunekit.errors import DataError, RecipeError, TunekitError
 from tunekit.recipe import load_recipe
-from tunekit.recipe.loader import MAX_NODES, parse_yaml
+from tunekit.recipe.yaml_text import MAX_NODES, parse_yaml
 from tunekit.recipe.schema import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
